@@ -1,0 +1,191 @@
+"""The only module that talks to the warehouse: connections, reads as Arrow, atomic writes.
+
+Everything goes through Ibis; table and schema names are always passed to Ibis as
+identifiers (quoted by its compiler), never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from ml.dbt import Target
+from ml.errors import MLError
+
+
+class Warehouse:
+    """An open connection to the project's warehouse.
+
+    Use :meth:`open` to connect from a dbt target; close it (or use it as a context
+    manager) before invoking dbt, which opens the warehouse itself.
+    """
+
+    def __init__(self, backend: Any, *, target: Target) -> None:
+        self._backend = backend
+        self.target = target
+        self._transaction_depth = 0
+
+    @classmethod
+    def open(
+        cls, target: Target, *, read_only: bool = False, memory_limit: str | None = None
+    ) -> Warehouse:
+        """Connect to the warehouse that ``target`` (the dbt profile's output) names.
+
+        Parameters
+        ----------
+        target
+            The rendered dbt output.
+        read_only
+            Open without taking the write lock (DuckDB allows many read-only processes).
+        memory_limit
+            Cap the engine's memory (e.g. ``"1GB"``), for bounded streaming.
+        """
+        if target.type != "duckdb":
+            raise MLError(
+                f"dbt target {target.name!r} uses adapter {target.type!r}; "
+                "the Python layer supports duckdb so far",
+                hint="set WAREHOUSE_ML_TARGET=duckdb",
+            )
+        assert target.path is not None
+        path = Path(target.path)
+        if read_only and not path.is_file():
+            raise MLError(
+                f"warehouse file {path} does not exist",
+                hint="build it first: ml load && ml build (or make demo)",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {"read_only": read_only}
+        if memory_limit is not None:
+            options["memory_limit"] = memory_limit
+        try:
+            backend = ibis.duckdb.connect(str(path), **options)
+        except Exception as error:  # duckdb raises several unrelated types here
+            raise MLError(
+                f"cannot open warehouse {path}: {error}",
+                hint="check the file is a DuckDB database and no other process writes to it",
+            ) from error
+        return cls(backend, target=target)
+
+    def close(self) -> None:
+        self._backend.disconnect()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # reads -----------------------------------------------------------------------------
+
+    def has_table(self, name: str, *, schema: str) -> bool:
+        return name in self.list_tables(schema=schema)
+
+    def list_tables(self, *, schema: str) -> list[str]:
+        if schema not in self._backend.list_databases():
+            return []
+        return sorted(self._backend.list_tables(database=schema))
+
+    def table(self, name: str, *, schema: str, hint: str | None = None) -> ir.Table:
+        """Return a table expression, or a clear error naming the missing relation."""
+        if not self.has_table(name, schema=schema):
+            raise MLError(
+                f"relation {schema}.{name} does not exist in {self.target.path}",
+                hint=hint or "build it with dbt: ml build",
+            )
+        return self._backend.table(name, database=schema)
+
+    def read_arrow(self, expr: ir.Table) -> pa.Table:
+        """Execute an expression and return the result as one Arrow table."""
+        return self._backend.to_pyarrow(expr)
+
+    def stream(self, expr: ir.Table, *, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        """Execute an expression and stream the result as Arrow record batches."""
+        return self._backend.to_pyarrow_batches(expr, chunk_size=batch_size)
+
+    # writes ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all; nested blocks join the outer one."""
+        if self._transaction_depth:
+            self._transaction_depth += 1
+            try:
+                yield
+            finally:
+                self._transaction_depth -= 1
+            return
+        connection = self._backend.con
+        connection.begin()
+        self._transaction_depth = 1
+        try:
+            yield
+        except BaseException:
+            connection.rollback()
+            raise
+        else:
+            connection.commit()
+        finally:
+            self._transaction_depth = 0
+
+    def ensure_schema(self, schema: str) -> None:
+        if schema not in self._backend.list_databases():
+            self._backend.create_database(schema, force=True)
+
+    def replace_tables(self, tables: Mapping[str, pa.Table], *, schema: str) -> None:
+        """Create or replace several tables in one transaction."""
+        with self.transaction():
+            self.ensure_schema(schema)
+            for name, data in tables.items():
+                self._backend.create_table(name, data, database=schema, overwrite=True)
+
+    def create_table(self, name: str, data: pa.Table | ir.Table, *, schema: str) -> None:
+        """Create a table that must not exist yet (the safe default: fail, not replace)."""
+        self.ensure_schema(schema)
+        self._backend.create_table(name, data, database=schema)
+
+    def append(self, name: str, data: pa.Table | ir.Table, *, schema: str) -> None:
+        """Append rows, creating the table on first use."""
+        if self.has_table(name, schema=schema):
+            self._backend.insert(name, data, database=schema)
+        else:
+            self.create_table(name, data, schema=schema)
+
+    def replace_table(
+        self, name: str, batches: Iterator[pa.RecordBatch] | pa.Table, *, schema: str
+    ) -> int:
+        """Replace ``schema.name`` with the given rows in one transaction; return the row count.
+
+        Readers and a crash mid-write see either the old table or the complete new one.
+        """
+        if isinstance(batches, pa.Table):
+            batches = iter(batches.to_batches() or [pa.RecordBatch.from_pylist([], schema=batches.schema)])
+        rows = 0
+        with self.transaction():
+            self.ensure_schema(schema)
+            first = next(batches)
+            self._backend.create_table(
+                name, pa.Table.from_batches([first]), database=schema, overwrite=True
+            )
+            rows += first.num_rows
+            for batch in batches:
+                self._backend.insert(name, pa.Table.from_batches([batch]), database=schema)
+                rows += batch.num_rows
+        return rows
+
+    def drop_table(self, name: str, *, schema: str) -> None:
+        self._backend.drop_table(name, database=schema, force=True)
+
+    def memtable(self, data: pa.Table) -> ir.Table:
+        return ibis.memtable(data)

@@ -1,0 +1,57 @@
+"""Shared fixtures: temporary projects with real DuckDB files and real dbt runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ml.dbt import resolve_target, run_dbt
+from ml.demo_data import JaffleParams
+from ml.load import load_demo_data
+from ml.project import DUCKDB_PATH_ENV, Project
+from ml.warehouse import Warehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Small enough to build in seconds, large enough for every feature and several stores.
+SMALL_JAFFLE = JaffleParams(years=2, scale=0.1, seed=7)
+
+
+def make_project(directory: Path) -> Project:
+    """The repository's dbt project pointed at a warehouse and artefacts inside ``directory``."""
+    project = Project.at(
+        REPO_ROOT, environ={DUCKDB_PATH_ENV: str(directory / "warehouse.duckdb")}
+    )
+    return dataclasses.replace(project, dbt_target_dir=directory / "dbt_target")
+
+
+def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
+    return Warehouse.open(resolve_target(project, environ={}), read_only=read_only)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def built_project_template(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """Small demo data loaded and ``dbt build`` run once per session (do not mutate)."""
+    project = make_project(tmp_path_factory.mktemp("built"))
+    with open_warehouse(project) as warehouse:
+        load_demo_data(warehouse, jaffle=SMALL_JAFFLE, bank_dir=project.bank_dir)
+    run_dbt(project, ["build"], quiet=True)
+    return project
+
+
+@pytest.fixture
+def built_project(built_project_template: Project, tmp_path: Path) -> Iterator[Project]:
+    """A private copy of the built warehouse, free to change."""
+    project = make_project(tmp_path)
+    shutil.copy(built_project_template.duckdb_path, project.duckdb_path)
+    shutil.copytree(built_project_template.dbt_target_dir, project.dbt_target_dir)
+    yield project
