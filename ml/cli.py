@@ -1,4 +1,4 @@
-"""Command line: parse arguments, call the core, print. Nothing else."""
+"""Command line: parse arguments, call the workflow, print. Nothing else."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from collections.abc import Sequence
 
 from ml import __version__
 from ml.errors import MLError
-from ml.project import Project
 
 EXIT_OK = 0
 EXIT_ERROR = 2
 
 
-def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    load = commands.add_parser("load", help="load the demo data into the raw schema")
-    load.add_argument("--years", type=int, default=3, help="simulated years (default 3)")
-    load.add_argument("--scale", type=float, default=1.0, help="customer multiplier (default 1)")
-    load.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    load.add_argument("--force", action="store_true", help="reload even when up to date")
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--years", type=int, default=3, help="simulated years (default 3)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="customer multiplier (default 1)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,44 +26,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"warehouse-ml {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_load(commands)
-    build = commands.add_parser("build", help="dbt build (models, tests, unit tests)")
-    build.add_argument("--select", "-s", nargs="*", default=None, help="dbt selection")
-    demo = commands.add_parser("demo", help="load the demo data, build, train and score")
-    demo.add_argument("--years", type=int, default=3)
-    demo.add_argument("--scale", type=float, default=1.0)
-    demo.add_argument("--seed", type=int, default=42)
+
+    load = commands.add_parser("load", help="load the demo data into the raw schema")
+    _data_options(load)
+    load.add_argument("--force", action="store_true", help="reload even when up to date")
+
+    build = commands.add_parser("build", help="dbt build: models, data tests, unit tests")
+    build.add_argument("--select", "-s", nargs="+", default=None, help="dbt node selection")
+
+    train = commands.add_parser("train", help="train, evaluate and register models")
+    train.add_argument("names", nargs="*", metavar="NAME", help="ML exposures (default: all)")
+
+    score = commands.add_parser("score", help="write batch predictions with the champion")
+    score.add_argument("names", nargs="*", metavar="NAME", help="ML exposures (default: all)")
+    score.add_argument("--version", type=int, dest="model_version",
+                       help="score with this version instead of the champion")
+
+    models = commands.add_parser("models", help="list registered models and versions")
+    models.add_argument("names", nargs="*", metavar="NAME")
+
+    promote = commands.add_parser("promote", help="make a version the champion")
+    promote.add_argument("name", metavar="NAME")
+    promote.add_argument("model_version", type=int, metavar="VERSION")
+
+    rollback = commands.add_parser("rollback", help="restore the previous champion")
+    rollback.add_argument("name", metavar="NAME")
+
+    demo = commands.add_parser("demo", help="load, build, train, score and summarise the demo")
+    _data_options(demo)
     return parser
-
-
-def _load(project: Project, years: int, scale: float, seed: int, force: bool) -> None:
-    from ml.dbt import resolve_target
-    from ml.demo_data import JaffleParams
-    from ml.load import load_demo_data
-    from ml.warehouse import Warehouse
-
-    params = JaffleParams(years=years, scale=scale, seed=seed)
-    with Warehouse.open(resolve_target(project)) as warehouse:
-        load_demo_data(warehouse, jaffle=params, bank_dir=project.bank_dir, force=force)
-
-
-def _build(project: Project, select: Sequence[str] | None) -> None:
-    from ml.dbt import run_dbt
-
-    run_dbt(project, ["build", *(["--select", *select] if select else [])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ml import workflow
+    from ml.demo_data import JaffleParams
+    from ml.project import Project
+
     try:
-        project = Project.discover()
+        workspace = workflow.Workspace.open(Project.discover())
         if args.command == "load":
-            _load(project, args.years, args.scale, args.seed, args.force)
+            params = JaffleParams(years=args.years, scale=args.scale, seed=args.seed)
+            workflow.load(workspace, params, force=args.force)
         elif args.command == "build":
-            _build(project, args.select)
+            workflow.build(workspace, args.select)
+        elif args.command == "train":
+            workflow.train(workspace, args.names)
+        elif args.command == "score":
+            workflow.score(workspace, args.names, version=args.model_version)
+        elif args.command == "models":
+            print(workflow.models_table(workspace, args.names))
+        elif args.command == "promote":
+            print(workflow.promote(workspace, args.name, args.model_version))
+        elif args.command == "rollback":
+            print(workflow.rollback(workspace, args.name))
         elif args.command == "demo":
-            _load(project, args.years, args.scale, args.seed, False)
-            _build(project, None)
+            params = JaffleParams(years=args.years, scale=args.scale, seed=args.seed)
+            summary = workflow.demo(workspace, params)
+            print("\nwarehouse-ml demo: every model trained, registered and scored")
+            print(f"warehouse: {workspace.project.duckdb_path}")
+            for line in summary:
+                print(f"  {line}")
+            print("list versions with: .venv/bin/ml models")
     except MLError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

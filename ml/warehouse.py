@@ -31,6 +31,7 @@ class Warehouse:
         self._backend = backend
         self.target = target
         self._transaction_depth = 0
+        self._cursors: list[Any] = []
 
     @classmethod
     def open(
@@ -74,6 +75,8 @@ class Warehouse:
         return cls(backend, target=target)
 
     def close(self) -> None:
+        for cursor in self._cursors:
+            cursor.close()
         self._backend.disconnect()
 
     def __enter__(self) -> Warehouse:
@@ -110,9 +113,20 @@ class Warehouse:
         """Execute an expression and return the result as one Arrow table."""
         return self._backend.to_pyarrow(expr)
 
+    def count(self, expr: ir.Table) -> int:
+        return int(self._backend.to_pyarrow(expr.count()).as_py())
+
     def stream(self, expr: ir.Table, *, batch_size: int = 100_000) -> pa.RecordBatchReader:
-        """Execute an expression and stream the result as Arrow record batches."""
-        return self._backend.to_pyarrow_batches(expr, chunk_size=batch_size)
+        """Execute an expression and stream the result as Arrow record batches.
+
+        The stream runs on its own cursor, so the connection stays free for writes (a
+        DuckDB connection drops a pending result when it runs the next statement).
+        """
+        sql = self._backend.compile(expr)
+        cursor = self._backend.con.cursor()
+        self._cursors.append(cursor)
+        reader: pa.RecordBatchReader = cursor.execute(sql).fetch_record_batch(batch_size)
+        return reader
 
     # writes ----------------------------------------------------------------------------
 
@@ -174,7 +188,9 @@ class Warehouse:
         rows = 0
         with self.transaction():
             self.ensure_schema(schema)
-            first = next(batches)
+            first = next(batches, None)
+            if first is None:
+                raise ValueError(f"no rows to write into {schema}.{name}")
             self._backend.create_table(
                 name, pa.Table.from_batches([first]), database=schema, overwrite=True
             )

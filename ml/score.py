@@ -1,0 +1,172 @@
+"""`ml score`: stream the scoring relation through a registered model into the warehouse."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ml.errors import MLError
+from ml.frames import to_model_frame
+from ml.registry import ML_SCHEMA, ModelVersion, Registry, now
+from ml.spec import MLModel
+from ml.warehouse import Warehouse
+
+SCORING_RUNS = "scoring_runs"
+SCORING_RUNS_SCHEMA = pa.schema(
+    [
+        ("scoring_run_id", pa.string()),
+        ("model_name", pa.string()),
+        ("model_version", pa.int64()),
+        ("scoring_relation", pa.string()),
+        ("predictions_table", pa.string()),
+        ("rows_scored", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("started_at", pa.timestamp("us")),
+        ("finished_at", pa.timestamp("us")),
+        ("duration_seconds", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    """The ledger row of one scoring run."""
+
+    scoring_run_id: str
+    model_version: int
+    rows: int
+    predictions_table: str
+    seconds: float
+
+
+def probability_column(label: Any) -> str:
+    """``probability_<class>``: a readable column name for one class's probability."""
+    text = str(label).lower()
+    safe = "".join(ch if ch.isalnum() else "_" for ch in text).strip("_") or "class"
+    return f"probability_{safe}"
+
+
+def check_scoring_schema(model: MLModel, version: ModelVersion, schema: pa.Schema) -> None:
+    """Every training feature must be present with the training type."""
+    features = version.feature_schema
+    problems = []
+    for column in [model.spec.entity_id, *features.columns]:
+        if column not in schema.names:
+            problems.append(f"needs column {column}, missing from {model.scoring}")
+    for column, expected in features.arrow_types.items():
+        if column in schema.names and str(schema.field(column).type) != expected:
+            problems.append(
+                f"column {column} is {schema.field(column).type} in {model.scoring}, "
+                f"but the model was trained on {expected}"
+            )
+    if problems:
+        raise MLError(
+            f"score: {model.predictions_table} (model {model.name} v{version.version}) "
+            + "; ".join(problems),
+            hint=f"run: ml build --select +{model.scoring.model}, or retrain: ml train {model.name}",
+        )
+
+
+def _prediction_batches(
+    reader: pa.RecordBatchReader, pipeline: Any, model: MLModel, version: ModelVersion,
+    run_id: str, scored_at: Any, progress: Callable[[str], None],
+) -> Iterator[pa.RecordBatch]:
+    features = version.feature_schema
+    classes = version.classes
+    keys = [c for c in (model.spec.entity_id, model.spec.time_column) if c is not None]
+    total = 0
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        frame = to_model_frame(batch, features)
+        prediction = pipeline.predict(frame)
+        columns: dict[str, pa.Array] = {key: batch.column(key) for key in keys
+                                        if key in batch.schema.names}
+        if model.spec.task == "regression":
+            columns["prediction"] = pa.array(np.asarray(prediction, dtype=float))
+        elif model.spec.task == "clustering":
+            columns["cluster"] = pa.array(np.asarray(prediction, dtype=np.int64))
+        else:
+            columns["prediction"] = pa.array(list(np.asarray(prediction).tolist()))
+            proba = pipeline.predict_proba(frame)
+            for index, label in enumerate(classes or []):
+                columns[probability_column(label)] = pa.array(proba[:, index])
+        n = batch.num_rows
+        columns["model_name"] = pa.array([model.name] * n, pa.string())
+        columns["model_version"] = pa.array([version.version] * n, pa.int64())
+        columns["scoring_run_id"] = pa.array([run_id] * n, pa.string())
+        columns["scored_at"] = pa.array([scored_at] * n, pa.timestamp("us"))
+        total += n
+        progress(f"  scored {total:,} rows")
+        yield pa.RecordBatch.from_pydict(columns)
+
+
+def score_model(
+    warehouse: Warehouse, registry: Registry, model: MLModel, *,
+    version: int | None = None, progress: Callable[[str], None] = print,
+) -> ScoringRun:
+    """Score ``model.scoring`` with the champion (or ``version``) into ``ml.<predictions>``.
+
+    The predictions table is replaced in one transaction, so a failed run leaves the
+    previous predictions as they were; every run, failed ones included, is recorded in
+    ``ml.scoring_runs``.
+    """
+    chosen = registry.version(model.name, version) if version else registry.champion(model.name)
+    if chosen is None:
+        raise MLError(f"model {model.name} has no champion to score with",
+                      hint=f"train it first: ml train {model.name}")
+    pipeline = registry.load_pipeline(chosen)
+    relation = warehouse.table(
+        model.scoring.name, schema=model.scoring.schema,
+        hint=f"build it first: ml build --select +{model.scoring.model}",
+    )
+    check_scoring_schema(model, chosen, relation.schema().to_pyarrow())
+    if warehouse.count(relation) == 0:
+        raise MLError(f"score: {model.scoring} has no rows to score",
+                      hint=f"run: ml build --select +{model.scoring.model}")
+    keys = [c for c in (model.spec.entity_id, model.spec.time_column)
+            if c is not None and c in relation.columns]
+    columns = list(dict.fromkeys([*keys, *chosen.feature_schema.columns]))
+    run_id = str(uuid.uuid4())
+    started_at = now()
+    started = time.perf_counter()
+    progress(f"{model.name}: scoring {model.scoring} with v{chosen.version} "
+             f"into {ML_SCHEMA}.{model.predictions_table}")
+    ledger = {"scoring_run_id": run_id, "model_name": model.name,
+              "model_version": chosen.version, "scoring_relation": str(model.scoring),
+              "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
+              "started_at": started_at}
+    try:
+        reader = warehouse.stream(relation.select(*columns), batch_size=model.spec.score.batch_size)
+        batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at,
+                                      progress)
+        with warehouse.transaction():
+            rows = warehouse.replace_table(model.predictions_table, batches, schema=ML_SCHEMA)
+            _record(warehouse, {**ledger, "rows_scored": rows, "status": "succeeded",
+                                "error": None, "finished_at": now(),
+                                "duration_seconds": time.perf_counter() - started})
+    except Exception as error:
+        _record_failure(warehouse, ledger, started, str(error))
+        raise
+    return ScoringRun(run_id, chosen.version, rows, f"{ML_SCHEMA}.{model.predictions_table}",
+                      time.perf_counter() - started)
+
+
+def _record(warehouse: Warehouse, row: dict[str, Any]) -> None:
+    warehouse.append(SCORING_RUNS, pa.Table.from_pylist([row], schema=SCORING_RUNS_SCHEMA),
+                     schema=ML_SCHEMA)
+
+
+def _record_failure(warehouse: Warehouse, ledger: dict[str, Any], started: float,
+                    message: str) -> None:
+    with warehouse.transaction():
+        _record(warehouse, {**ledger, "rows_scored": 0, "status": "failed", "error": message,
+                            "finished_at": now(),
+                            "duration_seconds": time.perf_counter() - started})

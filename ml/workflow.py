@@ -1,0 +1,154 @@
+"""The commands' logic, between the CLI and the core: open the project's warehouse and
+registry, run the steps, return what to print."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ml.dbt import Target, load_manifest, resolve_target, run_dbt
+from ml.demo_data import JaffleParams
+from ml.load import load_demo_data
+from ml.project import Project
+from ml.registry import Registry
+from ml.score import score_model
+from ml.spec import MLModel, models_from_manifest, select_models
+from ml.train import train_model
+from ml.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project and the dbt target it runs against."""
+
+    project: Project
+    target: Target
+
+    @classmethod
+    def open(cls, project: Project) -> Workspace:
+        return cls(project, resolve_target(project))
+
+    @contextmanager
+    def registry(self, *, read_only: bool = False) -> Iterator[Registry]:
+        with Warehouse.open(self.target, read_only=read_only) as warehouse:
+            yield Registry(warehouse, self.project.artifacts_dir)
+
+    def models(self, names: Sequence[str] | None = None) -> list[MLModel]:
+        return select_models(models_from_manifest(load_manifest(self.project)), list(names or []))
+
+
+def load(workspace: Workspace, params: JaffleParams, *, force: bool = False,
+         progress: Callable[[str], None] = print) -> None:
+    with Warehouse.open(workspace.target) as warehouse:
+        load_demo_data(warehouse, jaffle=params, bank_dir=workspace.project.bank_dir,
+                       force=force, progress=progress)
+
+
+def build(workspace: Workspace, select: Sequence[str] | None = None) -> None:
+    run_dbt(workspace.project, ["build", *(["--select", *select] if select else [])])
+
+
+def train(workspace: Workspace, names: Sequence[str] | None,
+          progress: Callable[[str], None] = print) -> list[str]:
+    lines = []
+    models = workspace.models(names)
+    with workspace.registry() as registry:
+        for model in models:
+            version, status = train_model(registry.warehouse, registry, model, progress)
+            line = f"{model.name}: {status}"
+            progress(line)
+            lines.append(line)
+    return lines
+
+
+def score(workspace: Workspace, names: Sequence[str] | None, *, version: int | None = None,
+          progress: Callable[[str], None] = print) -> list[str]:
+    lines = []
+    models = workspace.models(names)
+    with workspace.registry() as registry:
+        for model in models:
+            run = score_model(registry.warehouse, registry, model, version=version,
+                              progress=progress)
+            line = (f"{model.name}: {run.rows:,} rows into {run.predictions_table} "
+                    f"(v{run.model_version}, run {run.scoring_run_id[:8]}, {run.seconds:.1f}s)")
+            progress(line)
+            lines.append(line)
+    return lines
+
+
+def models_table(workspace: Workspace, names: Sequence[str] | None = None) -> str:
+    """A readable table of every registered version: status, algorithm, key metrics."""
+    with workspace.registry(read_only=True) as registry:
+        wanted = list(names or registry.model_names())
+        header = ("model", "version", "status", "algorithm", "metric", "valid", "test",
+                  "baseline", "created_at")
+        rows: list[tuple[str, ...]] = [header]
+        for name in wanted:
+            status = registry.status(name)
+            for version in registry.versions(name):
+                row = version.row
+                baseline = row["baseline_test_score"]
+                rows.append((
+                    name, str(version.version), status[version.version], version.algorithm,
+                    str(row["metric"]), f"{row['valid_score']:.4f}", f"{row['test_score']:.4f}",
+                    "-" if baseline is None else f"{baseline:.4f}",
+                    row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                ))
+    if len(rows) == 1:
+        return "no registered models yet: train one with `ml train NAME`"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def promote(workspace: Workspace, name: str, version: int) -> str:
+    with workspace.registry() as registry:
+        registry.promote(name, version, reason="promoted by hand")
+    return f"{name}: version {version} is now the champion"
+
+
+def rollback(workspace: Workspace, name: str) -> str:
+    with workspace.registry() as registry:
+        restored = registry.rollback(name)
+    return f"{name}: rolled back; version {restored.version} is the champion again"
+
+
+def demo_summary(workspace: Workspace, models: list[MLModel]) -> list[str]:
+    """One line per model: chosen algorithm, test metric beside the baseline, predictions."""
+    lines = []
+    with workspace.registry(read_only=True) as registry:
+        for model in models:
+            champion = registry.champion(model.name)
+            if champion is None:
+                continue
+            row = champion.row
+            metric = row["metric"]
+            baseline = row["baseline_test_score"]
+            versus = "" if baseline is None else f" (baseline {baseline:.4f})"
+            predictions = registry.warehouse.table(model.predictions_table, schema="ml")
+            count = registry.warehouse.count(predictions)
+            params = json.loads(row["params"])
+            lines.append(
+                f"{model.name} [{row['task']}]: v{champion.version} {champion.algorithm} "
+                f"{json.dumps(params)}; test {metric} {row['test_score']:.4f}{versus}; "
+                f"ml.{model.predictions_table}: {count:,} rows"
+            )
+    return lines
+
+
+def demo(workspace: Workspace, params: JaffleParams,
+         progress: Callable[[str], None] = print) -> list[str]:
+    """Load the demo data, build with dbt, train when no champion exists, score, summarise."""
+    load(workspace, params, progress=progress)
+    build(workspace)
+    models = workspace.models()
+    with workspace.registry() as registry:
+        untrained = [m.name for m in models if registry.champion(m.name) is None]
+    if untrained:
+        train(workspace, untrained, progress)
+    else:
+        progress("every model has a champion; retrain with: ml train NAME")
+    score(workspace, [m.name for m in models], progress=progress)
+    return demo_summary(workspace, models)
