@@ -15,8 +15,7 @@ EXIT_ERROR = 2
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--years", type=int, default=3, help="simulated years (default 3)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="customer multiplier (default 1)")
+    parser.add_argument("--scale", type=float, default=1.0, help="customer multiplier (default 1)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
 
 
@@ -39,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="write batch predictions with the champion")
     score.add_argument("names", nargs="*", metavar="NAME", help="ML exposures (default: all)")
-    score.add_argument("--version", type=int, dest="model_version",
-                       help="score with this version instead of the champion")
+    score.add_argument(
+        "--version",
+        type=int,
+        dest="model_version",
+        help="score with this version instead of the champion",
+    )
 
     models = commands.add_parser("models", help="list registered models and versions")
     models.add_argument("names", nargs="*", metavar="NAME")

@@ -58,9 +58,9 @@ def _seeded(seed: int) -> Iterator[None]:
     from faker import Faker
 
     random_state = random.getstate()
-    numpy_state = np.random.get_state()
+    numpy_state = np.random.get_state()  # noqa: NPY002 - restored below
     original_uuid4 = uuid.uuid4
-    uuid_rng = random.Random(seed + 1)
+    uuid_rng = random.Random(seed + 1)  # noqa: S311 - reproducible ids, not secrets
 
     def seeded_uuid4() -> uuid.UUID:
         return uuid.UUID(int=uuid_rng.getrandbits(128), version=4)
@@ -74,7 +74,7 @@ def _seeded(seed: int) -> Iterator[None]:
     finally:
         uuid.uuid4 = original_uuid4
         random.setstate(random_state)
-        np.random.set_state(numpy_state)
+        np.random.set_state(numpy_state)  # noqa: NPY002
 
 
 def generate_jaffle_shop(params: JaffleParams) -> dict[str, pa.Table]:
@@ -102,7 +102,9 @@ def generate_jaffle_shop(params: JaffleParams) -> dict[str, pa.Table]:
         simulation = Simulation(params.years, "raw")
         if params.scale != 1.0:
             simulation.markets = [
-                Market(market.store, num_customers=max(1, round(market.num_customers * params.scale)))
+                Market(
+                    market.store, num_customers=max(1, round(market.num_customers * params.scale))
+                )
                 for market in simulation.markets
             ]
         _run_quietly(simulation)

@@ -50,67 +50,76 @@ ALGORITHMS: dict[tuple[str, str], Algorithm] = {
     for a in [
         # classification
         Algorithm(
-            "logistic_regression", "classification",
+            "logistic_regression",
+            "classification",
             lambda seed: LogisticRegression(max_iter=2000, random_state=seed),
             {"C": [0.01, 0.1, 1.0, 10.0]},
         ),
         Algorithm(
-            "decision_tree", "classification",
+            "decision_tree",
+            "classification",
             lambda seed: DecisionTreeClassifier(random_state=seed),
             {"max_depth": [4, 8, 12], "min_samples_leaf": [1, 20]},
             scale_numeric=False,
         ),
         Algorithm(
-            "random_forest", "classification",
+            "random_forest",
+            "classification",
             lambda seed: RandomForestClassifier(n_estimators=200, n_jobs=-1, random_state=seed),
             {"max_depth": [8, None], "min_samples_leaf": [1, 5]},
             scale_numeric=False,
         ),
         Algorithm(
-            "hist_gradient_boosting", "classification",
+            "hist_gradient_boosting",
+            "classification",
             lambda seed: HistGradientBoostingClassifier(random_state=seed),
             {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
             scale_numeric=False,
         ),
         Algorithm(
-            "mlp", "classification",
-            lambda seed: MLPClassifier(
-                max_iter=300, early_stopping=True, random_state=seed
-            ),
+            "mlp",
+            "classification",
+            lambda seed: MLPClassifier(max_iter=300, early_stopping=True, random_state=seed),
             {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
         ),
         # regression
         Algorithm(
-            "ridge_regression", "regression",
+            "ridge_regression",
+            "regression",
             lambda seed: Ridge(random_state=seed),
             {"alpha": [0.1, 1.0, 10.0, 100.0]},
         ),
         Algorithm(
-            "decision_tree", "regression",
+            "decision_tree",
+            "regression",
             lambda seed: DecisionTreeRegressor(random_state=seed),
             {"max_depth": [4, 8, 12], "min_samples_leaf": [1, 20]},
             scale_numeric=False,
         ),
         Algorithm(
-            "random_forest", "regression",
+            "random_forest",
+            "regression",
             lambda seed: RandomForestRegressor(n_estimators=200, n_jobs=-1, random_state=seed),
             {"max_depth": [8, None], "min_samples_leaf": [1, 5]},
             scale_numeric=False,
         ),
         Algorithm(
-            "hist_gradient_boosting", "regression",
+            "hist_gradient_boosting",
+            "regression",
             lambda seed: HistGradientBoostingRegressor(random_state=seed),
             {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
             scale_numeric=False,
         ),
         Algorithm(
-            "mlp", "regression",
+            "mlp",
+            "regression",
             lambda seed: MLPRegressor(max_iter=300, early_stopping=True, random_state=seed),
             {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
         ),
         # clustering
         Algorithm(
-            "kmeans", "clustering",
+            "kmeans",
+            "clustering",
             lambda seed: KMeans(n_init=10, random_state=seed),
             {"n_clusters": [2, 3, 4, 5, 6, 7, 8]},
         ),

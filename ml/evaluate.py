@@ -37,8 +37,9 @@ def evaluate(task: str, estimator: Any, x: pd.DataFrame, y: np.ndarray | None) -
     return compute_all(task, y, prediction, proba, classes_of(estimator))
 
 
-def score_with(metric_name: str, task: str, estimator: Any, x: pd.DataFrame,
-               y: np.ndarray | None) -> float:
+def score_with(
+    metric_name: str, task: str, estimator: Any, x: pd.DataFrame, y: np.ndarray | None
+) -> float:
     """One metric, as reported (not sign-flipped)."""
     metric = METRICS[metric_name]
     prediction, proba = predict(estimator, x)

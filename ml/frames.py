@@ -106,10 +106,12 @@ def target_array(table: pa.Table, column: str, task: str) -> np.ndarray:
     """The target as a numpy array: floats for regression, labels for classification."""
     values = table.column(column)
     if task == "regression":
-        return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        numbers: np.ndarray = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return numbers
     if pa.types.is_decimal(values.type):
         values = values.cast(pa.float64())
-    return np.asarray(values.to_pylist())
+    labels: np.ndarray = np.asarray(values.to_pylist())
+    return labels
 
 
 def null_count(table: pa.Table, column: str) -> int:

@@ -37,8 +37,12 @@ class LoadResult:
 
 def _jaffle_fingerprint(params: JaffleParams) -> str:
     described = json.dumps(
-        {"generator": "jafgen==0.4.14", "years": params.years, "scale": params.scale,
-         "seed": params.seed},
+        {
+            "generator": "jafgen==0.4.14",
+            "years": params.years,
+            "scale": params.scale,
+            "seed": params.seed,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(described.encode()).hexdigest()
@@ -48,9 +52,7 @@ def _last_load(warehouse: Warehouse, dataset: str) -> dict[str, object] | None:
     if not warehouse.has_table(LOAD_LEDGER, schema=RAW_SCHEMA):
         return None
     ledger = warehouse.table(LOAD_LEDGER, schema=RAW_SCHEMA)
-    latest = (
-        ledger.filter(ledger.dataset == dataset).order_by(ibis.desc("loaded_at")).limit(1)
-    )
+    latest = ledger.filter(ledger.dataset == dataset).order_by(ibis.desc("loaded_at")).limit(1)
     rows = warehouse.read_arrow(latest).to_pylist()
     return rows[0] if rows else None
 
@@ -106,8 +108,13 @@ def load_demo_data(
         to_write.update(tables)
         counts = {name: t.num_rows for name, t in tables.items()}
         results.append(LoadResult("jaffle_shop", jaffle_fingerprint, counts, skipped=False))
-        ledger_rows.append({"dataset": "jaffle_shop", "fingerprint": jaffle_fingerprint,
-                            "row_counts": json.dumps(counts)})
+        ledger_rows.append(
+            {
+                "dataset": "jaffle_shop",
+                "fingerprint": jaffle_fingerprint,
+                "row_counts": json.dumps(counts),
+            }
+        )
 
     current = None if force else _is_current(warehouse, "bank_marketing", bank_fingerprint)
     if current is not None:
@@ -116,15 +123,26 @@ def load_demo_data(
         counts = {"bank_marketing": bank_table.num_rows}
         to_write["bank_marketing"] = bank_table
         results.append(LoadResult("bank_marketing", bank_fingerprint, counts, skipped=False))
-        ledger_rows.append({"dataset": "bank_marketing", "fingerprint": bank_fingerprint,
-                            "row_counts": json.dumps(counts)})
+        ledger_rows.append(
+            {
+                "dataset": "bank_marketing",
+                "fingerprint": bank_fingerprint,
+                "row_counts": json.dumps(counts),
+            }
+        )
 
     if to_write:
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         ledger = pa.Table.from_pylist(
             [{**row, "loaded_at": loaded_at} for row in ledger_rows],
-            schema=pa.schema([("dataset", pa.string()), ("fingerprint", pa.string()),
-                              ("row_counts", pa.string()), ("loaded_at", pa.timestamp("us"))]),
+            schema=pa.schema(
+                [
+                    ("dataset", pa.string()),
+                    ("fingerprint", pa.string()),
+                    ("row_counts", pa.string()),
+                    ("loaded_at", pa.timestamp("us")),
+                ]
+            ),
         )
         with warehouse.transaction():
             warehouse.ensure_schema(RAW_SCHEMA)

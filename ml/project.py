@@ -84,7 +84,9 @@ class Project:
             # dbt resolves a relative path from dbt_project/, so we do too.
             duckdb_path = (root / "dbt_project" / duckdb_path).resolve()
         artifacts_dir = Path(env.get(ARTIFACTS_DIR_ENV, duckdb_path.parent / "artifacts"))
-        bank_dir = Path(env.get(BANK_DIR_ENV, root.parent / "shared" / "datasets" / "bank-marketing"))
+        bank_dir = Path(
+            env.get(BANK_DIR_ENV, root.parent / "shared" / "datasets" / "bank-marketing")
+        )
         return cls(
             root=root,
             duckdb_path=duckdb_path,

@@ -87,8 +87,16 @@ CHAMPIONS_SCHEMA = pa.schema(
     ]
 )
 
-_LIBRARIES = ("warehouse-ml", "scikit-learn", "numpy", "skops", "pyarrow", "ibis-framework",
-              "duckdb", "dbt-core")
+_LIBRARIES = (
+    "warehouse-ml",
+    "scikit-learn",
+    "numpy",
+    "skops",
+    "pyarrow",
+    "ibis-framework",
+    "duckdb",
+    "dbt-core",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -186,8 +194,11 @@ class Registry:
         current = history[-1]["model_version"] if history else None
         former = {row["model_version"] for row in history}
         return {
-            v.version: "champion" if v.version == current
-            else "archived" if v.version in former else "challenger"
+            v.version: "champion"
+            if v.version == current
+            else "archived"
+            if v.version in former
+            else "challenger"
             for v in self.versions(model_name)
         }
 
@@ -236,20 +247,27 @@ class Registry:
                 hint="remove it (a previous run was interrupted) and train again",
             )
         sha256 = artifacts.save(pipeline, path)
-        full_row = {**row, "artifact_path": str(relative), "artifact_sha256": sha256,
-                    "created_at": now()}
+        full_row = {
+            **row,
+            "artifact_path": str(relative),
+            "artifact_sha256": sha256,
+            "created_at": now(),
+        }
         try:
             with self.warehouse.transaction():
                 self.warehouse.append(
-                    VERSIONS, pa.Table.from_pylist([full_row], schema=VERSIONS_SCHEMA),
+                    VERSIONS,
+                    pa.Table.from_pylist([full_row], schema=VERSIONS_SCHEMA),
                     schema=ML_SCHEMA,
                 )
                 self.warehouse.append(
-                    METRICS, pa.Table.from_pylist(metrics, schema=METRICS_SCHEMA),
+                    METRICS,
+                    pa.Table.from_pylist(metrics, schema=METRICS_SCHEMA),
                     schema=ML_SCHEMA,
                 )
                 self.warehouse.append(
-                    TRIALS, pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA),
+                    TRIALS,
+                    pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA),
                     schema=ML_SCHEMA,
                 )
                 if champion_reason is not None:
@@ -260,8 +278,12 @@ class Registry:
         return ModelVersion(full_row)
 
     def _record_champion(self, model_name: str, version: int, reason: str) -> None:
-        event = {"model_name": model_name, "model_version": version, "promoted_at": now(),
-                 "reason": reason}
+        event = {
+            "model_name": model_name,
+            "model_version": version,
+            "promoted_at": now(),
+            "reason": reason,
+        }
         self.warehouse.append(
             CHAMPIONS, pa.Table.from_pylist([event], schema=CHAMPIONS_SCHEMA), schema=ML_SCHEMA
         )
@@ -291,4 +313,3 @@ class Registry:
                 hint=f"promote another version explicitly: ml promote {model_name} VERSION",
             )
         return self.promote(model_name, previous[-1], reason=f"rollback from version {current}")
-

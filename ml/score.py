@@ -70,13 +70,19 @@ def check_scoring_schema(model: MLModel, version: ModelVersion, schema: pa.Schem
         raise MLError(
             f"score: {model.predictions_table} (model {model.name} v{version.version}) "
             + "; ".join(problems),
-            hint=f"run: ml build --select +{model.scoring.model}, or retrain: ml train {model.name}",
+            hint=f"run: ml build --select +{model.scoring.model} "
+            f"(or retrain on the new columns: ml train {model.name})",
         )
 
 
 def _prediction_batches(
-    reader: pa.RecordBatchReader, pipeline: Any, model: MLModel, version: ModelVersion,
-    run_id: str, scored_at: Any, progress: Callable[[str], None],
+    reader: pa.RecordBatchReader,
+    pipeline: Any,
+    model: MLModel,
+    version: ModelVersion,
+    run_id: str,
+    scored_at: Any,
+    progress: Callable[[str], None],
 ) -> Iterator[pa.RecordBatch]:
     features = version.feature_schema
     classes = version.classes
@@ -87,8 +93,9 @@ def _prediction_batches(
             continue
         frame = to_model_frame(batch, features)
         prediction = pipeline.predict(frame)
-        columns: dict[str, pa.Array] = {key: batch.column(key) for key in keys
-                                        if key in batch.schema.names}
+        columns: dict[str, pa.Array] = {
+            key: batch.column(key) for key in keys if key in batch.schema.names
+        }
         if model.spec.task == "regression":
             columns["prediction"] = pa.array(np.asarray(prediction, dtype=float))
         elif model.spec.task == "clustering":
@@ -109,8 +116,12 @@ def _prediction_batches(
 
 
 def score_model(
-    warehouse: Warehouse, registry: Registry, model: MLModel, *,
-    version: int | None = None, progress: Callable[[str], None] = print,
+    warehouse: Warehouse,
+    registry: Registry,
+    model: MLModel,
+    *,
+    version: int | None = None,
+    progress: Callable[[str], None] = print,
 ) -> ScoringRun:
     """Score ``model.scoring`` with the champion (or ``version``) into ``ml.<predictions>``.
 
@@ -120,53 +131,89 @@ def score_model(
     """
     chosen = registry.version(model.name, version) if version else registry.champion(model.name)
     if chosen is None:
-        raise MLError(f"model {model.name} has no champion to score with",
-                      hint=f"train it first: ml train {model.name}")
+        raise MLError(
+            f"model {model.name} has no champion to score with",
+            hint=f"train it first: ml train {model.name}",
+        )
     pipeline = registry.load_pipeline(chosen)
     relation = warehouse.table(
-        model.scoring.name, schema=model.scoring.schema,
+        model.scoring.name,
+        schema=model.scoring.schema,
         hint=f"build it first: ml build --select +{model.scoring.model}",
     )
     check_scoring_schema(model, chosen, relation.schema().to_pyarrow())
     if warehouse.count(relation) == 0:
-        raise MLError(f"score: {model.scoring} has no rows to score",
-                      hint=f"run: ml build --select +{model.scoring.model}")
-    keys = [c for c in (model.spec.entity_id, model.spec.time_column)
-            if c is not None and c in relation.columns]
+        raise MLError(
+            f"score: {model.scoring} has no rows to score",
+            hint=f"run: ml build --select +{model.scoring.model}",
+        )
+    keys = [
+        c
+        for c in (model.spec.entity_id, model.spec.time_column)
+        if c is not None and c in relation.columns
+    ]
     columns = list(dict.fromkeys([*keys, *chosen.feature_schema.columns]))
     run_id = str(uuid.uuid4())
     started_at = now()
     started = time.perf_counter()
-    progress(f"{model.name}: scoring {model.scoring} with v{chosen.version} "
-             f"into {ML_SCHEMA}.{model.predictions_table}")
-    ledger = {"scoring_run_id": run_id, "model_name": model.name,
-              "model_version": chosen.version, "scoring_relation": str(model.scoring),
-              "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
-              "started_at": started_at}
+    progress(
+        f"{model.name}: scoring {model.scoring} with v{chosen.version} "
+        f"into {ML_SCHEMA}.{model.predictions_table}"
+    )
+    ledger = {
+        "scoring_run_id": run_id,
+        "model_name": model.name,
+        "model_version": chosen.version,
+        "scoring_relation": str(model.scoring),
+        "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
+        "started_at": started_at,
+    }
     try:
         reader = warehouse.stream(relation.select(*columns), batch_size=model.spec.score.batch_size)
-        batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at,
-                                      progress)
+        batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at, progress)
         with warehouse.transaction():
             rows = warehouse.replace_table(model.predictions_table, batches, schema=ML_SCHEMA)
-            _record(warehouse, {**ledger, "rows_scored": rows, "status": "succeeded",
-                                "error": None, "finished_at": now(),
-                                "duration_seconds": time.perf_counter() - started})
+            _record(
+                warehouse,
+                {
+                    **ledger,
+                    "rows_scored": rows,
+                    "status": "succeeded",
+                    "error": None,
+                    "finished_at": now(),
+                    "duration_seconds": time.perf_counter() - started,
+                },
+            )
     except Exception as error:
         _record_failure(warehouse, ledger, started, str(error))
         raise
-    return ScoringRun(run_id, chosen.version, rows, f"{ML_SCHEMA}.{model.predictions_table}",
-                      time.perf_counter() - started)
+    return ScoringRun(
+        run_id,
+        chosen.version,
+        rows,
+        f"{ML_SCHEMA}.{model.predictions_table}",
+        time.perf_counter() - started,
+    )
 
 
 def _record(warehouse: Warehouse, row: dict[str, Any]) -> None:
-    warehouse.append(SCORING_RUNS, pa.Table.from_pylist([row], schema=SCORING_RUNS_SCHEMA),
-                     schema=ML_SCHEMA)
+    warehouse.append(
+        SCORING_RUNS, pa.Table.from_pylist([row], schema=SCORING_RUNS_SCHEMA), schema=ML_SCHEMA
+    )
 
 
-def _record_failure(warehouse: Warehouse, ledger: dict[str, Any], started: float,
-                    message: str) -> None:
+def _record_failure(
+    warehouse: Warehouse, ledger: dict[str, Any], started: float, message: str
+) -> None:
     with warehouse.transaction():
-        _record(warehouse, {**ledger, "rows_scored": 0, "status": "failed", "error": message,
-                            "finished_at": now(),
-                            "duration_seconds": time.perf_counter() - started})
+        _record(
+            warehouse,
+            {
+                **ledger,
+                "rows_scored": 0,
+                "status": "failed",
+                "error": message,
+                "finished_at": now(),
+                "duration_seconds": time.perf_counter() - started,
+            },
+        )

@@ -110,13 +110,23 @@ def search_candidate(
     if spec.search.method == "random" and settings > spec.search.n_iter:
         settings = spec.search.n_iter
         search = RandomizedSearchCV(
-            pipeline, space, n_iter=settings, scoring=_scorer(spec.metric_name, spec.task),
-            cv=folds, refit=True, random_state=spec.seed, error_score="raise",
+            pipeline,
+            space,
+            n_iter=settings,
+            scoring=_scorer(spec.metric_name, spec.task),
+            cv=folds,
+            refit=True,
+            random_state=spec.seed,
+            error_score="raise",
         )
     else:
         search = GridSearchCV(
-            pipeline, space or [{}], scoring=_scorer(spec.metric_name, spec.task), cv=folds,
-            refit=True, error_score="raise",
+            pipeline,
+            space or [{}],
+            scoring=_scorer(spec.metric_name, spec.task),
+            cv=folds,
+            refit=True,
+            error_score="raise",
         )
     progress(
         f"  {algorithm_name}: {settings} setting(s) x {spec.search.cv_folds} folds "
@@ -133,8 +143,10 @@ def search_candidate(
                 hint="check the feature table for columns the model cannot use",
             ) from error
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        progress(f"  {algorithm_name}: some fits stopped before converging "
-                 "(raise max_iter in the spec's search space if the scores suffer)")
+        progress(
+            f"  {algorithm_name}: some fits stopped before converging "
+            "(raise max_iter in the spec's search space if the scores suffer)"
+        )
     sign = 1.0 if METRICS[spec.metric_name].greater_is_better else -1.0
     results = search.cv_results_
     trials = [
@@ -157,7 +169,12 @@ def search_candidate(
         f"cv {spec.metric_name}={cv_score:.4f}  valid {spec.metric_name}={valid_score:.4f}"
     )
     return CandidateResult(
-        algorithm_name, best_params, best, trials, cv_score, valid_score,
+        algorithm_name,
+        best_params,
+        best,
+        trials,
+        cv_score,
+        valid_score,
         time.perf_counter() - started,
     )
 
@@ -189,7 +206,12 @@ def search_clusters(
             best = (score, plain, pipeline)
     assert best is not None
     return CandidateResult(
-        algorithm_name, best[1], best[2], trials, best[0], best[0],
+        algorithm_name,
+        best[1],
+        best[2],
+        trials,
+        best[0],
+        best[0],
         time.perf_counter() - started,
     )
 

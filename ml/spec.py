@@ -63,9 +63,7 @@ class ScoreSpec(_Strict):
     @classmethod
     def _into_is_identifier(cls, value: str | None) -> str | None:
         if value is not None and not _IDENTIFIER.match(value):
-            raise ValueError(
-                f"{value!r} is not a valid table name (letters, digits, underscores)"
-            )
+            raise ValueError(f"{value!r} is not a valid table name (letters, digits, underscores)")
         return value
 
 
@@ -79,10 +77,10 @@ class ModelSpec(_Strict):
     time_column: str | None = None
     features: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
-    split: SplitSpec = Field(default_factory=SplitSpec)
+    split: SplitSpec = SplitSpec()
     candidates: dict[str, dict[str, list[Any]] | None] = Field(min_length=1)
-    search: SearchSpec = Field(default_factory=SearchSpec)
-    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    search: SearchSpec = SearchSpec()
+    score: ScoreSpec = ScoreSpec()
     seed: int = 42
     description: str | None = None
 
@@ -105,8 +103,7 @@ class ModelSpec(_Strict):
                 unknown = sorted(set(grid) - valid)
                 if unknown:
                     raise ValueError(
-                        f"candidate {name}: unknown parameter(s) {unknown}; "
-                        f"valid: {sorted(valid)}"
+                        f"candidate {name}: unknown parameter(s) {unknown}; valid: {sorted(valid)}"
                     )
                 empty = sorted(key for key, values in grid.items() if not values)
                 if empty:
@@ -174,7 +171,7 @@ def parse_spec(exposure_name: str, raw: Any) -> ModelSpec:
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
                 message = "unknown key"
-                parent = ModelSpec
+                parent: type[BaseModel] = ModelSpec
                 for part in item["loc"][:-1]:
                     field = parent.model_fields.get(str(part))
                     annotation = getattr(field, "annotation", None)
@@ -199,10 +196,12 @@ def _ref_name(value: str, *, exposure: str, key: str) -> str:
     return match.group(1)
 
 
-def _relation(manifest: dict[str, Any], model: str, *, exposure: str, key: str,
-              depends_on: list[str]) -> Relation:
+def _relation(
+    manifest: dict[str, Any], model: str, *, exposure: str, key: str, depends_on: list[str]
+) -> Relation:
     nodes = [
-        node for node in manifest["nodes"].values()
+        node
+        for node in manifest["nodes"].values()
         if node["resource_type"] in {"model", "seed", "snapshot"} and node["name"] == model
     ]
     if not nodes:
@@ -248,13 +247,15 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
                     hint="add relation: ref('feature_model') to the spec",
                 )
             training_model = manifest["nodes"][refs[0]]["name"]
-        training = _relation(manifest, training_model, exposure=name, key="relation",
-                             depends_on=depends_on)
+        training = _relation(
+            manifest, training_model, exposure=name, key="relation", depends_on=depends_on
+        )
         scoring = training
         if spec.score.relation is not None:
             scoring_model = _ref_name(spec.score.relation, exposure=name, key="score.relation")
-            scoring = _relation(manifest, scoring_model, exposure=name, key="score.relation",
-                                depends_on=depends_on)
+            scoring = _relation(
+                manifest, scoring_model, exposure=name, key="score.relation", depends_on=depends_on
+            )
         models[name] = MLModel(
             name=name,
             label=exposure.get("label") or name,

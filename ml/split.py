@@ -48,11 +48,9 @@ def split_of_bucket(bucket: int, split: SplitSpec) -> str:
 
 def with_hash_split(table: ir.Table, *, entity_id: str, split: SplitSpec, seed: int) -> ir.Table:
     bucket = hash_bucket(table[entity_id], seed=seed)
-    train_end = int(round(split.train * _BUCKETS))
-    valid_end = int(round((split.train + split.valid) * _BUCKETS))
-    label = ibis.cases(
-        (bucket < train_end, "train"), (bucket < valid_end, "valid"), else_="test"
-    )
+    train_end = round(split.train * _BUCKETS)
+    valid_end = round((split.train + split.valid) * _BUCKETS)
+    label = ibis.cases((bucket < train_end, "train"), (bucket < valid_end, "valid"), else_="test")
     return table.mutate(**{SPLIT_COLUMN: label})
 
 
@@ -83,12 +81,8 @@ def time_boundaries(counts: Sequence[tuple[Any, int]], split: SplitSpec) -> tupl
     return ordered[train_end_index][0], ordered[valid_end_index][0]
 
 
-def with_time_split(
-    table: ir.Table, *, time_column: str, boundaries: tuple[Any, Any]
-) -> ir.Table:
+def with_time_split(table: ir.Table, *, time_column: str, boundaries: tuple[Any, Any]) -> ir.Table:
     train_end, valid_end = boundaries
     column = table[time_column]
-    label = ibis.cases(
-        (column <= train_end, "train"), (column <= valid_end, "valid"), else_="test"
-    )
+    label = ibis.cases((column <= train_end, "train"), (column <= valid_end, "valid"), else_="test")
     return table.mutate(**{SPLIT_COLUMN: label})

@@ -59,8 +59,11 @@ def feature_columns(model: MLModel, schema: pa.Schema) -> list[str]:
     spec = model.spec
     where = f"model {model.name}: relation {model.training}"
     available = list(schema.names)
-    for key, column in (("entity_id", spec.entity_id), ("target", spec.target),
-                        ("time_column", spec.time_column)):
+    for key, column in (
+        ("entity_id", spec.entity_id),
+        ("target", spec.target),
+        ("time_column", spec.time_column),
+    ):
         if column is not None and column not in available:
             raise MLError(
                 f"{where} has no column {column} (ml.{key}); columns: {available}",
@@ -71,12 +74,16 @@ def feature_columns(model: MLModel, schema: pa.Schema) -> list[str]:
     if spec.features is not None:
         missing = [c for c in spec.features if c not in available]
         if missing:
-            raise MLError(f"{where} has no feature column(s) {missing} (ml.features)",
-                          hint="fix ml.features, or add the columns in dbt")
+            raise MLError(
+                f"{where} has no feature column(s) {missing} (ml.features)",
+                hint="fix ml.features, or add the columns in dbt",
+            )
         clash = sorted(set(spec.features) & reserved - {None})
         if clash:
-            raise MLError(f"{where}: ml.features lists {clash}, which are the id, target or time "
-                          "column; a feature cannot be one of them")
+            raise MLError(
+                f"{where}: ml.features lists {clash}, which are the id, target or time "
+                "column; a feature cannot be one of them"
+            )
         columns = list(spec.features)
     else:
         unknown = [c for c in spec.exclude if c not in available]
@@ -97,24 +104,32 @@ def check_target(model: MLModel, table: pa.Table) -> None:
     column = table.column(spec.target)
     nulls = column.null_count
     if nulls:
-        raise MLError(f"{where} has {nulls:,} NULL value(s) of {table.num_rows:,}",
-                      hint="filter unlabelled rows out of the feature model in dbt")
+        raise MLError(
+            f"{where} has {nulls:,} NULL value(s) of {table.num_rows:,}",
+            hint="filter unlabelled rows out of the feature model in dbt",
+        )
     kind = column_kind(column.type)
     if spec.task == "regression":
         if kind != "numeric" or pa.types.is_boolean(column.type):
-            raise MLError(f"{where} has type {column.type}; regression needs a number",
-                          hint="use task: classification for labels, or cast the target")
+            raise MLError(
+                f"{where} has type {column.type}; regression needs a number",
+                hint="use task: classification for labels, or cast the target",
+            )
     else:
         if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
             distinct = len(pc.unique(column))
             if distinct > MAX_CLASSES:
-                raise MLError(f"{where} is a {column.type} with {distinct} distinct values; "
-                              "classification needs labels",
-                              hint="use task: regression for a continuous target")
+                raise MLError(
+                    f"{where} is a {column.type} with {distinct} distinct values; "
+                    "classification needs labels",
+                    hint="use task: regression for a continuous target",
+                )
         classes = len(pc.unique(column))
         if classes < 2:
-            raise MLError(f"{where} has a single class; there is nothing to learn",
-                          hint="check the label's definition in dbt")
+            raise MLError(
+                f"{where} has a single class; there is nothing to learn",
+                hint="check the label's definition in dbt",
+            )
         if classes > MAX_CLASSES:
             raise MLError(f"{where} has {classes} classes (limit {MAX_CLASSES})")
 
@@ -123,7 +138,8 @@ def read_dataset(warehouse: Warehouse, model: MLModel) -> tuple[pa.Table, Datase
     """Read the training relation with its split column, checked and typed."""
     spec = model.spec
     relation = warehouse.table(
-        model.training.name, schema=model.training.schema,
+        model.training.name,
+        schema=model.training.schema,
         hint=f"build it first: ml build --select +{model.training.model}",
     )
     arrow_schema = relation.schema().to_pyarrow()
@@ -143,12 +159,13 @@ def read_dataset(warehouse: Warehouse, model: MLModel) -> tuple[pa.Table, Datase
         split_table = splitting.with_hash_split(
             relation, entity_id=spec.entity_id, split=spec.split, seed=spec.seed
         )
-    keep = [c for c in dict.fromkeys([spec.entity_id, spec.time_column, spec.target, *columns])
-            if c is not None]
+    keep = [
+        c
+        for c in dict.fromkeys([spec.entity_id, spec.time_column, spec.target, *columns])
+        if c is not None
+    ]
     order = [c for c in (spec.entity_id, spec.time_column) if c is not None]
-    table = warehouse.read_arrow(
-        split_table.select(*keep, splitting.SPLIT_COLUMN).order_by(*order)
-    )
+    table = warehouse.read_arrow(split_table.select(*keep, splitting.SPLIT_COLUMN).order_by(*order))
     where = f"model {model.name}: relation {model.training}"
     if table.num_rows == 0:
         raise MLError(f"{where} is empty", hint=f"run: ml build --select +{model.training.model}")
@@ -160,11 +177,12 @@ def read_dataset(warehouse: Warehouse, model: MLModel) -> tuple[pa.Table, Datase
     for name in splitting.SPLITS:
         part = table.filter(pc.equal(table.column(splitting.SPLIT_COLUMN), name))
         if part.num_rows == 0:
-            raise MLError(f"{where}: the {name} split is empty ({table.num_rows} rows in all)",
-                          hint="add rows, or change ml.split")
+            raise MLError(
+                f"{where}: the {name} split is empty ({table.num_rows} rows in all)",
+                hint="add rows, or change ml.split",
+            )
         frames[name] = to_model_frame(part, schema)
-        targets[name] = (None if spec.target is None
-                         else target_array(part, spec.target, spec.task))
+        targets[name] = None if spec.target is None else target_array(part, spec.target, spec.task)
         if name == "train":
             groups = np.asarray(part.column(spec.entity_id).to_pylist())
     fingerprint = table_fingerprint(table.drop_columns([splitting.SPLIT_COLUMN]))
@@ -180,32 +198,49 @@ def _check_usable_features(table: pa.Table, schema: FeatureSchema, where: str) -
         elif len(pc.unique(column.drop_null())) == 1 and column.null_count == 0:
             useless.append(f"{name} (constant)")
     if useless:
-        raise MLError(f"{where}: feature column(s) carry no information: {useless}",
-                      hint="fix them in dbt, or add them to the spec's exclude list")
+        raise MLError(
+            f"{where}: feature column(s) carry no information: {useless}",
+            hint="fix them in dbt, or add them to the spec's exclude list",
+        )
 
 
-def fit_and_select(model: MLModel, data: Dataset,
-                   progress: Callable[[str], None]) -> TrainingOutcome:
+def fit_and_select(
+    model: MLModel, data: Dataset, progress: Callable[[str], None]
+) -> TrainingOutcome:
     """Search every candidate, choose on valid, evaluate the choice once on test."""
     spec = model.spec
     candidates: list[CandidateResult] = []
     for algorithm in spec.candidates:
         if spec.task == "clustering":
-            candidates.append(search_clusters(
-                spec, algorithm, data.schema, data.frames["train"], data.frames["valid"],
-                progress,
-            ))
+            candidates.append(
+                search_clusters(
+                    spec,
+                    algorithm,
+                    data.schema,
+                    data.frames["train"],
+                    data.frames["valid"],
+                    progress,
+                )
+            )
         else:
             y_train = data.targets["train"]
             y_valid = data.targets["valid"]
             assert y_train is not None and y_valid is not None
-            candidates.append(search_candidate(
-                spec, algorithm, data.schema, (data.frames["train"], y_train, data.groups),
-                (data.frames["valid"], y_valid), progress,
-            ))
+            candidates.append(
+                search_candidate(
+                    spec,
+                    algorithm,
+                    data.schema,
+                    (data.frames["train"], y_train, data.groups),
+                    (data.frames["valid"], y_valid),
+                    progress,
+                )
+            )
     chosen = select_best(spec, candidates)
-    metrics = {name: evaluate(spec.task, chosen.pipeline, data.frames[name], data.targets[name])
-               for name in splitting.SPLITS}
+    metrics = {
+        name: evaluate(spec.task, chosen.pipeline, data.frames[name], data.targets[name])
+        for name in splitting.SPLITS
+    }
     baseline: dict[str, dict[str, float]] = {}
     if spec.task == "clustering":
         labels = chosen.pipeline.predict(data.frames["test"])
@@ -214,8 +249,10 @@ def fit_and_select(model: MLModel, data: Dataset,
         y_train = data.targets["train"]
         assert y_train is not None
         dummy = fit_baseline(spec.task, data.frames["train"], y_train)
-        baseline = {name: evaluate(spec.task, dummy, data.frames[name], data.targets[name])
-                    for name in splitting.SPLITS}
+        baseline = {
+            name: evaluate(spec.task, dummy, data.frames[name], data.targets[name])
+            for name in splitting.SPLITS
+        }
     return TrainingOutcome(chosen, candidates, metrics, baseline)
 
 
@@ -223,11 +260,16 @@ def _metric_rows(model: MLModel, version: int, outcome: TrainingOutcome) -> list
     rows = []
     for split_name, values in outcome.metrics.items():
         for metric, value in values.items():
-            rows.append({
-                "model_name": model.name, "model_version": version, "split": split_name,
-                "metric": metric, "value": value,
-                "baseline_value": outcome.baseline.get(split_name, {}).get(metric),
-            })
+            rows.append(
+                {
+                    "model_name": model.name,
+                    "model_version": version,
+                    "split": split_name,
+                    "metric": metric,
+                    "value": value,
+                    "baseline_value": outcome.baseline.get(split_name, {}).get(metric),
+                }
+            )
     return rows
 
 
@@ -236,20 +278,29 @@ def _trial_rows(model: MLModel, version: int, outcome: TrainingOutcome) -> list[
     for candidate in outcome.candidates:
         for index, trial in enumerate(candidate.trials):
             is_best = trial.params == candidate.params
-            rows.append({
-                "model_name": model.name, "model_version": version,
-                "algorithm": trial.algorithm, "trial": index,
-                "params": json.dumps(trial.params, sort_keys=True),
-                "metric": model.spec.metric_name,
-                "mean_cv_score": trial.mean_score, "std_cv_score": trial.std_score,
-                "fold_scores": trial.fold_scores, "is_candidate_best": is_best,
-                "is_selected": is_best and candidate is outcome.chosen,
-            })
+            rows.append(
+                {
+                    "model_name": model.name,
+                    "model_version": version,
+                    "algorithm": trial.algorithm,
+                    "trial": index,
+                    "params": json.dumps(trial.params, sort_keys=True),
+                    "metric": model.spec.metric_name,
+                    "mean_cv_score": trial.mean_score,
+                    "std_cv_score": trial.std_score,
+                    "fold_scores": trial.fold_scores,
+                    "is_candidate_best": is_best,
+                    "is_selected": is_best and candidate is outcome.chosen,
+                }
+            )
     return rows
 
 
 def _champion_decision(
-    registry: Registry, model: MLModel, data: Dataset, outcome: TrainingOutcome,
+    registry: Registry,
+    model: MLModel,
+    data: Dataset,
+    outcome: TrainingOutcome,
 ) -> tuple[str | None, str]:
     """Compare with the champion on this version's test rows: (champion reason, message)."""
     spec = model.spec
@@ -259,21 +310,29 @@ def _champion_decision(
         return "first version", "first version: champion"
     try:
         pipeline = registry.load_pipeline(current)
-        champion_score = score_with(spec.metric_name, spec.task, pipeline,
-                                    data.frames["test"][current.feature_schema.columns],
-                                    data.targets["test"])
+        champion_score = score_with(
+            spec.metric_name,
+            spec.task,
+            pipeline,
+            data.frames["test"][current.feature_schema.columns],
+            data.targets["test"],
+        )
     except (MLError, KeyError, ValueError) as error:
         reason = f"champion v{current.version} cannot be evaluated on the new test rows ({error})"
         return reason, f"replaces champion v{current.version}: {reason}"
     metric = METRICS[spec.metric_name]
-    comparison = f"test {metric.name} {new_score:.4f} vs champion v{current.version} {champion_score:.4f}"
+    comparison = (
+        f"test {metric.name} {new_score:.4f} vs champion v{current.version} {champion_score:.4f}"
+    )
     if metric.better(new_score, champion_score):
         return f"beat v{current.version}: {comparison}", f"champion ({comparison})"
     return None, f"challenger ({comparison})"
 
 
 def train_model(
-    warehouse: Warehouse, registry: Registry, model: MLModel,
+    warehouse: Warehouse,
+    registry: Registry,
+    model: MLModel,
     progress: Callable[[str], None] = print,
 ) -> tuple[ModelVersion, str]:
     """Train, evaluate and register one model; return the version and its status line."""
@@ -294,26 +353,38 @@ def train_model(
     test = outcome.metrics["test"]
     classes = getattr(chosen.pipeline, "classes_", None)
     row = {
-        "model_name": model.name, "model_version": version, "task": spec.task,
-        "algorithm": chosen.algorithm, "params": json.dumps(chosen.params, sort_keys=True),
-        "metric": spec.metric_name, "cv_score": chosen.cv_score,
-        "valid_score": chosen.valid_score, "test_score": test[spec.metric_name],
+        "model_name": model.name,
+        "model_version": version,
+        "task": spec.task,
+        "algorithm": chosen.algorithm,
+        "params": json.dumps(chosen.params, sort_keys=True),
+        "metric": spec.metric_name,
+        "cv_score": chosen.cv_score,
+        "valid_score": chosen.valid_score,
+        "test_score": test[spec.metric_name],
         "baseline_test_score": outcome.baseline.get("test", {}).get(spec.metric_name),
-        "spec_hash": model.spec_hash, "spec": json.dumps(spec.model_dump(mode="json")),
-        "training_relation": str(model.training), "data_fingerprint": data.fingerprint,
+        "spec_hash": model.spec_hash,
+        "spec": json.dumps(spec.model_dump(mode="json")),
+        "training_relation": str(model.training),
+        "data_fingerprint": data.fingerprint,
         "feature_schema": json.dumps(data.schema.to_dict()),
         "classes": json.dumps(None if classes is None else [_plain(c) for c in classes]),
-        "rows_train": sizes["train"], "rows_valid": sizes["valid"], "rows_test": sizes["test"],
-        "seed": spec.seed, "library_versions": json.dumps(library_versions()),
+        "rows_train": sizes["train"],
+        "rows_valid": sizes["valid"],
+        "rows_test": sizes["test"],
+        "seed": spec.seed,
+        "library_versions": json.dumps(library_versions()),
         "training_seconds": time.perf_counter() - started,
     }
     registered = registry.register(
-        row, chosen.pipeline, metrics=_metric_rows(model, version, outcome),
-        trials=_trial_rows(model, version, outcome), champion_reason=reason,
+        row,
+        chosen.pipeline,
+        metrics=_metric_rows(model, version, outcome),
+        trials=_trial_rows(model, version, outcome),
+        champion_reason=reason,
     )
     return registered, f"v{version} {status_message}"
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-

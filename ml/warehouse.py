@@ -114,7 +114,8 @@ class Warehouse:
         return self._backend.to_pyarrow(expr)
 
     def count(self, expr: ir.Table) -> int:
-        return int(self._backend.to_pyarrow(expr.count()).as_py())
+        count: int = self._backend.to_pyarrow(expr.count()).as_py()
+        return count
 
     def stream(self, expr: ir.Table, *, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Execute an expression and stream the result as Arrow record batches.
@@ -125,7 +126,7 @@ class Warehouse:
         sql = self._backend.compile(expr)
         cursor = self._backend.con.cursor()
         self._cursors.append(cursor)
-        reader: pa.RecordBatchReader = cursor.execute(sql).fetch_record_batch(batch_size)
+        reader: pa.RecordBatchReader = cursor.execute(sql).to_arrow_reader(batch_size)
         return reader
 
     # writes ----------------------------------------------------------------------------
@@ -184,7 +185,9 @@ class Warehouse:
         Readers and a crash mid-write see either the old table or the complete new one.
         """
         if isinstance(batches, pa.Table):
-            batches = iter(batches.to_batches() or [pa.RecordBatch.from_pylist([], schema=batches.schema)])
+            batches = iter(
+                batches.to_batches() or [pa.RecordBatch.from_pylist([], schema=batches.schema)]
+            )
         rows = 0
         with self.transaction():
             self.ensure_schema(schema)
@@ -198,7 +201,7 @@ class Warehouse:
             for batch in batches:
                 self._backend.insert(name, pa.Table.from_batches([batch]), database=schema)
                 rows += batch.num_rows
-        return rows
+        return int(rows)
 
     def drop_table(self, name: str, *, schema: str) -> None:
         self._backend.drop_table(name, database=schema, force=True)

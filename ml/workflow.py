@@ -39,40 +39,59 @@ class Workspace:
         return select_models(models_from_manifest(load_manifest(self.project)), list(names or []))
 
 
-def load(workspace: Workspace, params: JaffleParams, *, force: bool = False,
-         progress: Callable[[str], None] = print) -> None:
+def load(
+    workspace: Workspace,
+    params: JaffleParams,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] = print,
+) -> None:
     with Warehouse.open(workspace.target) as warehouse:
-        load_demo_data(warehouse, jaffle=params, bank_dir=workspace.project.bank_dir,
-                       force=force, progress=progress)
+        load_demo_data(
+            warehouse,
+            jaffle=params,
+            bank_dir=workspace.project.bank_dir,
+            force=force,
+            progress=progress,
+        )
 
 
 def build(workspace: Workspace, select: Sequence[str] | None = None) -> None:
     run_dbt(workspace.project, ["build", *(["--select", *select] if select else [])])
 
 
-def train(workspace: Workspace, names: Sequence[str] | None,
-          progress: Callable[[str], None] = print) -> list[str]:
+def train(
+    workspace: Workspace, names: Sequence[str] | None, progress: Callable[[str], None] = print
+) -> list[str]:
     lines = []
     models = workspace.models(names)
     with workspace.registry() as registry:
         for model in models:
-            version, status = train_model(registry.warehouse, registry, model, progress)
+            _, status = train_model(registry.warehouse, registry, model, progress)
             line = f"{model.name}: {status}"
             progress(line)
             lines.append(line)
     return lines
 
 
-def score(workspace: Workspace, names: Sequence[str] | None, *, version: int | None = None,
-          progress: Callable[[str], None] = print) -> list[str]:
+def score(
+    workspace: Workspace,
+    names: Sequence[str] | None,
+    *,
+    version: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[str]:
     lines = []
     models = workspace.models(names)
     with workspace.registry() as registry:
         for model in models:
-            run = score_model(registry.warehouse, registry, model, version=version,
-                              progress=progress)
-            line = (f"{model.name}: {run.rows:,} rows into {run.predictions_table} "
-                    f"(v{run.model_version}, run {run.scoring_run_id[:8]}, {run.seconds:.1f}s)")
+            run = score_model(
+                registry.warehouse, registry, model, version=version, progress=progress
+            )
+            line = (
+                f"{model.name}: {run.rows:,} rows into {run.predictions_table} "
+                f"(v{run.model_version}, run {run.scoring_run_id[:8]}, {run.seconds:.1f}s)"
+            )
             progress(line)
             lines.append(line)
     return lines
@@ -82,25 +101,42 @@ def models_table(workspace: Workspace, names: Sequence[str] | None = None) -> st
     """A readable table of every registered version: status, algorithm, key metrics."""
     with workspace.registry(read_only=True) as registry:
         wanted = list(names or registry.model_names())
-        header = ("model", "version", "status", "algorithm", "metric", "valid", "test",
-                  "baseline", "created_at")
+        header = (
+            "model",
+            "version",
+            "status",
+            "algorithm",
+            "metric",
+            "valid",
+            "test",
+            "baseline",
+            "created_at",
+        )
         rows: list[tuple[str, ...]] = [header]
         for name in wanted:
             status = registry.status(name)
             for version in registry.versions(name):
                 row = version.row
                 baseline = row["baseline_test_score"]
-                rows.append((
-                    name, str(version.version), status[version.version], version.algorithm,
-                    str(row["metric"]), f"{row['valid_score']:.4f}", f"{row['test_score']:.4f}",
-                    "-" if baseline is None else f"{baseline:.4f}",
-                    row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
-                ))
+                rows.append(
+                    (
+                        name,
+                        str(version.version),
+                        status[version.version],
+                        version.algorithm,
+                        str(row["metric"]),
+                        f"{row['valid_score']:.4f}",
+                        f"{row['test_score']:.4f}",
+                        "-" if baseline is None else f"{baseline:.4f}",
+                        row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                    )
+                )
     if len(rows) == 1:
         return "no registered models yet: train one with `ml train NAME`"
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def promote(workspace: Workspace, name: str, version: int) -> str:
@@ -138,8 +174,9 @@ def demo_summary(workspace: Workspace, models: list[MLModel]) -> list[str]:
     return lines
 
 
-def demo(workspace: Workspace, params: JaffleParams,
-         progress: Callable[[str], None] = print) -> list[str]:
+def demo(
+    workspace: Workspace, params: JaffleParams, progress: Callable[[str], None] = print
+) -> list[str]:
     """Load the demo data, build with dbt, train when no champion exists, score, summarise."""
     load(workspace, params, progress=progress)
     build(workspace)

@@ -23,9 +23,7 @@ SMALL_JAFFLE = JaffleParams(years=2, scale=0.1, seed=7)
 
 def make_project(directory: Path) -> Project:
     """The repository's dbt project pointed at a warehouse and artefacts inside ``directory``."""
-    project = Project.at(
-        REPO_ROOT, environ={DUCKDB_PATH_ENV: str(directory / "warehouse.duckdb")}
-    )
+    project = Project.at(REPO_ROOT, environ={DUCKDB_PATH_ENV: str(directory / "warehouse.duckdb")})
     return dataclasses.replace(project, dbt_target_dir=directory / "dbt_target")
 
 

@@ -15,10 +15,20 @@ from tests.conftest import open_warehouse
 pytestmark = pytest.mark.slow
 
 FEATURES = [
-    "preferred_store_name", "tenure_days", "recency_days", "count_orders",
-    "count_orders_last_30d", "count_orders_last_90d", "lifetime_spend", "spend_last_30d",
-    "spend_prior_30d", "spend_last_90d", "spend_trend_30d", "avg_order_value",
-    "food_item_share", "weekend_order_share",
+    "preferred_store_name",
+    "tenure_days",
+    "recency_days",
+    "count_orders",
+    "count_orders_last_30d",
+    "count_orders_last_90d",
+    "lifetime_spend",
+    "spend_last_30d",
+    "spend_prior_30d",
+    "spend_last_90d",
+    "spend_trend_30d",
+    "avg_order_value",
+    "food_item_share",
+    "weekend_order_share",
 ]
 
 
@@ -30,8 +40,16 @@ def _read(project: Project, name: str, schema: str = "main") -> pa.Table:
 def test_build_creates_every_mart(built_project_template: Project) -> None:
     with open_warehouse(built_project_template, read_only=True) as warehouse:
         tables = set(warehouse.list_tables(schema="main"))
-    expected = {"customers", "orders", "order_items", "products", "stores",
-                "customer_features", "customer_features_current", "bank_marketing_features"}
+    expected = {
+        "customers",
+        "orders",
+        "order_items",
+        "products",
+        "stores",
+        "customer_features",
+        "customer_features_current",
+        "bank_marketing_features",
+    }
     assert expected <= tables
 
 
@@ -88,9 +106,7 @@ def test_features_never_read_data_at_or_after_their_as_of_date(built_project: Pr
             order_total=ibis.ifelse(future, orders.order_total * 2, orders.order_total),
             store_id=ibis.ifelse(future, orders.store_id.max(), orders.store_id),
         )
-        warehouse.replace_table(
-            "raw_orders", warehouse.read_arrow(changed), schema=RAW_SCHEMA
-        )
+        warehouse.replace_table("raw_orders", warehouse.read_arrow(changed), schema=RAW_SCHEMA)
     run_dbt(built_project, ["build", "--select", "+customer_features"], quiet=True)
     after = _read(built_project, "customer_features")
 
