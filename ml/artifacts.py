@@ -33,6 +33,12 @@ def save(estimator: Any, path: Path) -> str:
     try:
         sio.dump(estimator, temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise MLError(
+            f"writing model artefact {path} failed: {error}; nothing was registered",
+            hint="check free disk space and write permission on the artifacts folder",
+        ) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -12,6 +12,9 @@ from ml.errors import MLError
 EXIT_OK = 0
 EXIT_ERROR = 2
 
+#: Commands that change the warehouse; each publishes a fresh BI snapshot when it succeeds.
+WRITING_COMMANDS = {"load", "build", "train", "score", "promote", "rollback", "demo", "publish"}
+
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--years", type=int, default=3, help="simulated years (default 3)")
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="load, build, train, score and summarise the demo")
     _data_options(demo)
+
+    commands.add_parser("publish", help="publish the read-only warehouse snapshot for BI tools")
     return parser
 
 
@@ -91,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in summary:
                 print(f"  {line}")
             print("list versions with: .venv/bin/ml models")
+        if args.command in WRITING_COMMANDS:
+            print(f"BI snapshot published: {workspace.publish()}")
     except MLError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

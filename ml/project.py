@@ -14,6 +14,8 @@ DUCKDB_PATH_ENV = "WAREHOUSE_ML_DUCKDB_PATH"
 TARGET_ENV = "WAREHOUSE_ML_TARGET"
 BANK_DIR_ENV = "WAREHOUSE_ML_BANK_DIR"
 ARTIFACTS_DIR_ENV = "WAREHOUSE_ML_ARTIFACTS_DIR"
+BI_PATH_ENV = "WAREHOUSE_ML_BI_PATH"
+DBT_TARGET_DIR_ENV = "WAREHOUSE_ML_DBT_TARGET_DIR"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Project:
         dbt's ``target/`` folder (manifest, compiled SQL, docs).
     bank_dir
         Folder holding the UCI Bank Marketing files.
+    bi_path
+        The read-only snapshot of the warehouse published for BI tools (DuckDB only).
     """
 
     root: Path
@@ -39,6 +43,7 @@ class Project:
     artifacts_dir: Path
     dbt_target_dir: Path
     bank_dir: Path
+    bi_path: Path
 
     @property
     def dbt_dir(self) -> Path:
@@ -87,12 +92,15 @@ class Project:
         bank_dir = Path(
             env.get(BANK_DIR_ENV, root.parent / "shared" / "datasets" / "bank-marketing")
         )
+        bi_path = Path(env.get(BI_PATH_ENV, duckdb_path.parent / "bi" / duckdb_path.name))
+        dbt_target_dir = Path(env.get(DBT_TARGET_DIR_ENV, root / "dbt_project" / "target"))
         return cls(
             root=root,
             duckdb_path=duckdb_path,
             artifacts_dir=artifacts_dir.resolve(),
-            dbt_target_dir=root / "dbt_project" / "target",
+            dbt_target_dir=dbt_target_dir.resolve(),
             bank_dir=bank_dir.resolve(),
+            bi_path=bi_path.resolve(),
         )
 
     def dbt_environment(self) -> dict[str, str]:

@@ -277,6 +277,27 @@ class Registry:
             raise
         return ModelVersion(full_row)
 
+    def recover(self) -> list[str]:
+        """Delete artefacts that no version row references (left by a killed ``ml train``).
+
+        Only called by a process holding the warehouse's write lock, so no other process
+        can be between writing an artefact and committing its row.
+        """
+        if not self.artifacts_dir.is_dir():
+            return []
+        registered: set[str] = set()
+        if self.warehouse.has_table(VERSIONS, schema=ML_SCHEMA):
+            table = self.warehouse.table(VERSIONS, schema=ML_SCHEMA)
+            paths = self.warehouse.read_arrow(table.select("artifact_path"))
+            registered = set(paths.column("artifact_path").to_pylist())
+        notes = []
+        for path in sorted(self.artifacts_dir.rglob("*")):
+            relative = str(path.relative_to(self.artifacts_dir))
+            if path.is_file() and relative not in registered:
+                path.unlink()
+                notes.append(f"removed artefact {relative}: no registry row (interrupted run)")
+        return notes
+
     def _record_champion(self, model_name: str, version: int, reason: str) -> None:
         event = {
             "model_name": model_name,

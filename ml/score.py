@@ -160,32 +160,32 @@ def score_model(
         f"{model.name}: scoring {model.scoring} with v{chosen.version} "
         f"into {ML_SCHEMA}.{model.predictions_table}"
     )
-    ledger = {
-        "scoring_run_id": run_id,
-        "model_name": model.name,
-        "model_version": chosen.version,
-        "scoring_relation": str(model.scoring),
-        "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
-        "started_at": started_at,
-    }
+    # The run is in the ledger before any work, so even a killed run leaves a trace
+    # ("running", turned into "failed" by the next writer's recovery).
+    _record(
+        warehouse,
+        {
+            "scoring_run_id": run_id,
+            "model_name": model.name,
+            "model_version": chosen.version,
+            "scoring_relation": str(model.scoring),
+            "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
+            "rows_scored": 0,
+            "status": "running",
+            "error": None,
+            "started_at": started_at,
+            "finished_at": None,
+            "duration_seconds": None,
+        },
+    )
     try:
         reader = warehouse.stream(relation.select(*columns), batch_size=model.spec.score.batch_size)
         batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at, progress)
         with warehouse.transaction():
             rows = warehouse.replace_table(model.predictions_table, batches, schema=ML_SCHEMA)
-            _record(
-                warehouse,
-                {
-                    **ledger,
-                    "rows_scored": rows,
-                    "status": "succeeded",
-                    "error": None,
-                    "finished_at": now(),
-                    "duration_seconds": time.perf_counter() - started,
-                },
-            )
-    except Exception as error:
-        _record_failure(warehouse, ledger, started, str(error))
+            _finish(warehouse, run_id, started, status="succeeded", rows=rows)
+    except BaseException as error:
+        _finish(warehouse, run_id, started, status="failed", error=str(error) or repr(error))
         raise
     return ScoringRun(
         run_id,
@@ -202,18 +202,50 @@ def _record(warehouse: Warehouse, row: dict[str, Any]) -> None:
     )
 
 
-def _record_failure(
-    warehouse: Warehouse, ledger: dict[str, Any], started: float, message: str
+def _finish(
+    warehouse: Warehouse,
+    run_id: str,
+    started: float,
+    *,
+    status: str,
+    rows: int = 0,
+    error: str | None = None,
 ) -> None:
-    with warehouse.transaction():
-        _record(
-            warehouse,
-            {
-                **ledger,
-                "rows_scored": 0,
-                "status": "failed",
-                "error": message,
-                "finished_at": now(),
-                "duration_seconds": time.perf_counter() - started,
-            },
+    warehouse.update(
+        SCORING_RUNS,
+        schema=ML_SCHEMA,
+        values={
+            "status": status,
+            "rows_scored": rows,
+            "error": error,
+            "finished_at": now(),
+            "duration_seconds": time.perf_counter() - started,
+        },
+        where={"scoring_run_id": run_id},
+    )
+
+
+def recover_interrupted_runs(warehouse: Warehouse) -> list[str]:
+    """Mark runs left ``running`` by a killed process as failed.
+
+    Only called by a process holding the warehouse's write lock, so no other run can be
+    in progress.
+    """
+    if not warehouse.has_table(SCORING_RUNS, schema=ML_SCHEMA):
+        return []
+    runs = warehouse.table(SCORING_RUNS, schema=ML_SCHEMA)
+    stale = warehouse.read_arrow(
+        runs.filter(runs.status == "running").select("scoring_run_id", "model_name")
+    ).to_pylist()
+    for row in stale:
+        warehouse.update(
+            SCORING_RUNS,
+            schema=ML_SCHEMA,
+            values={"status": "failed", "error": "interrupted: the process ended mid-run"},
+            where={"scoring_run_id": row["scoring_run_id"]},
         )
+    return [
+        f"scoring run {row['scoring_run_id'][:8]} of {row['model_name']} was interrupted; "
+        "marked failed (its predictions were never committed)"
+        for row in stale
+    ]

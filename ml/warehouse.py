@@ -7,17 +7,27 @@ identifiers (quoted by its compiler), never formatted into SQL.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import sqlglot.expressions as sge
 
 from ml.dbt import Target
 from ml.errors import MLError
+
+LOCK_TIMEOUT_ENV = "WAREHOUSE_ML_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+_LOCK_HOLDER = re.compile(r"Could not set lock on file .*\(PID (\d+)\)")
 
 
 class Warehouse:
@@ -35,7 +45,13 @@ class Warehouse:
 
     @classmethod
     def open(
-        cls, target: Target, *, read_only: bool = False, memory_limit: str | None = None
+        cls,
+        target: Target,
+        *,
+        read_only: bool = False,
+        memory_limit: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_wait: Callable[[str], None] | None = None,
     ) -> Warehouse:
         """Connect to the warehouse that ``target`` (the dbt profile's output) names.
 
@@ -47,6 +63,11 @@ class Warehouse:
             Open without taking the write lock (DuckDB allows many read-only processes).
         memory_limit
             Cap the engine's memory (e.g. ``"1GB"``), for bounded streaming.
+        lock_timeout
+            Seconds to wait while another process holds the warehouse's write lock
+            (a DuckDB file has one writer at a time), before failing with a clear error.
+        on_wait
+            Told once when the open has to wait for the lock.
         """
         if target.type != "duckdb":
             raise MLError(
@@ -65,13 +86,32 @@ class Warehouse:
         options: dict[str, Any] = {"read_only": read_only}
         if memory_limit is not None:
             options["memory_limit"] = memory_limit
-        try:
-            backend = ibis.duckdb.connect(str(path), **options)
-        except Exception as error:  # duckdb raises several unrelated types here
-            raise MLError(
-                f"cannot open warehouse {path}: {error}",
-                hint="check the file is a DuckDB database and no other process writes to it",
-            ) from error
+        deadline = time.monotonic() + lock_timeout
+        waiting = False
+        while True:
+            try:
+                backend = ibis.duckdb.connect(str(path), **options)
+                break
+            except duckdb.Error as error:
+                holder = _LOCK_HOLDER.search(str(error))
+                if holder is None:
+                    raise MLError(
+                        f"cannot open warehouse {path}: {error}",
+                        hint="check that the file is a DuckDB database; restore it from a "
+                        "backup or rebuild it with make demo",
+                    ) from error
+                if time.monotonic() >= deadline:
+                    raise MLError(
+                        f"warehouse {path} is in use by another process (PID {holder.group(1)})"
+                        f"; waited {lock_timeout:g} s for its write lock",
+                        hint=f"wait for that run to finish, or raise ${LOCK_TIMEOUT_ENV}. BI "
+                        "tools should read the published snapshot, not this file (README)",
+                    ) from error
+                if not waiting and on_wait is not None:
+                    on_wait(f"warehouse {path} is in use by PID {holder.group(1)}; waiting "
+                            f"up to {lock_timeout:g} s for its lock")
+                waiting = True
+                time.sleep(0.2)
         return cls(backend, target=target)
 
     def close(self) -> None:
@@ -146,11 +186,17 @@ class Warehouse:
         self._transaction_depth = 1
         try:
             yield
-        except BaseException:
-            connection.rollback()
-            raise
-        else:
             connection.commit()
+        except BaseException as error:
+            with contextlib.suppress(duckdb.Error):
+                connection.rollback()
+            if isinstance(error, duckdb.Error | OSError):
+                raise MLError(
+                    f"writing to warehouse {self.target.path} failed: {error}; "
+                    "the transaction was rolled back, nothing was changed",
+                    hint="check free disk space and write permission on the warehouse folder",
+                ) from error
+            raise
         finally:
             self._transaction_depth = 0
 
@@ -202,6 +248,46 @@ class Warehouse:
                 self._backend.insert(name, pa.Table.from_batches([batch]), database=schema)
                 rows += batch.num_rows
         return int(rows)
+
+    def update(
+        self, name: str, *, schema: str, values: Mapping[str, Any], where: Mapping[str, Any]
+    ) -> None:
+        """``UPDATE schema.name SET values WHERE column = value AND ...``, built by sqlglot
+        (identifiers quoted, values as literals: nothing is formatted into SQL text)."""
+        table = sge.Table(
+            this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
+        )
+        condition = sge.and_(
+            *(sge.column(column, quoted=True).eq(sge.convert(value))
+              for column, value in where.items())
+        )
+        statement = sge.update(
+            table, {sge.column(k, quoted=True): sge.convert(v) for k, v in values.items()},
+            where=condition,
+        )
+        with self.transaction():
+            self._backend.raw_sql(statement)
+
+    def publish_snapshot(self, destination: Path) -> None:
+        """Publish a read-only copy of the warehouse file for BI tools, atomically.
+
+        The file is checkpointed and copied while this connection holds the write lock,
+        then renamed over ``destination`` in one step: a BI tool connected to the old
+        snapshot keeps reading it until it reconnects, and never sees a half-written file.
+        """
+        assert self.target.path is not None
+        self._backend.con.checkpoint()
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            shutil.copyfile(self.target.path, partial)
+            os.replace(partial, destination)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise MLError(
+                f"publishing the BI snapshot {destination} failed: {error}",
+                hint="check free disk space; the previous snapshot is unchanged",
+            ) from error
 
     def drop_table(self, name: str, *, schema: str) -> None:
         self._backend.drop_table(name, database=schema, force=True)

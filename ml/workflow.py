@@ -4,36 +4,70 @@ registry, run the steps, return what to print."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ml.dbt import Target, load_manifest, resolve_target, run_dbt
 from ml.demo_data import JaffleParams
 from ml.load import load_demo_data
 from ml.project import Project
 from ml.registry import Registry
-from ml.score import score_model
+from ml.errors import MLError
+from ml.score import recover_interrupted_runs, score_model
 from ml.spec import MLModel, models_from_manifest, select_models
 from ml.train import train_model
-from ml.warehouse import Warehouse
+from ml.warehouse import DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_ENV, Warehouse
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """A project and the dbt target it runs against."""
+    """A project, the dbt target it runs against, and how long to wait for the warehouse."""
 
     project: Project
     target: Target
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @classmethod
-    def open(cls, project: Project) -> Workspace:
-        return cls(project, resolve_target(project))
+    def open(cls, project: Project, *, environ: Mapping[str, str] | None = None) -> Workspace:
+        env = os.environ if environ is None else environ
+        try:
+            timeout = float(env.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+        except ValueError:
+            raise MLError(
+                f"${LOCK_TIMEOUT_ENV} must be a number of seconds, got {env[LOCK_TIMEOUT_ENV]!r}"
+            ) from None
+        return cls(project, resolve_target(project, environ=env), timeout)
 
     @contextmanager
-    def registry(self, *, read_only: bool = False) -> Iterator[Registry]:
-        with Warehouse.open(self.target, read_only=read_only) as warehouse:
-            yield Registry(warehouse, self.project.artifacts_dir)
+    def warehouse(
+        self, *, read_only: bool = False, progress: Callable[[str], None] = print
+    ) -> Iterator[Warehouse]:
+        """Open the warehouse, waiting up to ``lock_timeout`` for another writer to finish."""
+        with Warehouse.open(
+            self.target, read_only=read_only, lock_timeout=self.lock_timeout, on_wait=progress
+        ) as warehouse:
+            yield warehouse
+
+    @contextmanager
+    def registry(
+        self, *, read_only: bool = False, progress: Callable[[str], None] = print
+    ) -> Iterator[Registry]:
+        """The registry; a writer first recovers from any run that was killed mid-way."""
+        with self.warehouse(read_only=read_only, progress=progress) as warehouse:
+            registry = Registry(warehouse, self.project.artifacts_dir)
+            if not read_only:
+                for note in [*registry.recover(), *recover_interrupted_runs(warehouse)]:
+                    progress(f"recovered: {note}")
+            yield registry
+
+    def publish(self) -> Path:
+        """Publish the read-only BI snapshot of the warehouse; return its path."""
+        with self.warehouse(progress=lambda _: None) as warehouse:
+            warehouse.publish_snapshot(self.project.bi_path)
+        return self.project.bi_path
 
     def models(self, names: Sequence[str] | None = None) -> list[MLModel]:
         return select_models(models_from_manifest(load_manifest(self.project)), list(names or []))
@@ -46,7 +80,7 @@ def load(
     force: bool = False,
     progress: Callable[[str], None] = print,
 ) -> None:
-    with Warehouse.open(workspace.target) as warehouse:
+    with workspace.warehouse(progress=progress) as warehouse:
         load_demo_data(
             warehouse,
             jaffle=params,
@@ -65,7 +99,7 @@ def train(
 ) -> list[str]:
     lines = []
     models = workspace.models(names)
-    with workspace.registry() as registry:
+    with workspace.registry(progress=progress) as registry:
         for model in models:
             _, status = train_model(registry.warehouse, registry, model, progress)
             line = f"{model.name}: {status}"
@@ -83,7 +117,7 @@ def score(
 ) -> list[str]:
     lines = []
     models = workspace.models(names)
-    with workspace.registry() as registry:
+    with workspace.registry(progress=progress) as registry:
         for model in models:
             run = score_model(
                 registry.warehouse, registry, model, version=version, progress=progress
@@ -181,7 +215,7 @@ def demo(
     load(workspace, params, progress=progress)
     build(workspace)
     models = workspace.models()
-    with workspace.registry() as registry:
+    with workspace.registry(read_only=True) as registry:
         untrained = [m.name for m in models if registry.champion(m.name) is None]
     if untrained:
         train(workspace, untrained, progress)

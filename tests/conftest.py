@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from ml.dbt import resolve_target, run_dbt
 from ml.demo_data import JaffleParams
 from ml.load import load_demo_data
-from ml.project import DUCKDB_PATH_ENV, Project
+from ml.project import DBT_TARGET_DIR_ENV, DUCKDB_PATH_ENV, PROJECT_DIR_ENV, Project
 from ml.warehouse import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +20,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL_JAFFLE = JaffleParams(years=2, scale=0.1, seed=7)
 
 
+def project_environment(directory: Path) -> dict[str, str]:
+    """Environment variables pointing an ``ml`` process at a project inside ``directory``."""
+    return {
+        PROJECT_DIR_ENV: str(REPO_ROOT),
+        DUCKDB_PATH_ENV: str(directory / "warehouse.duckdb"),
+        DBT_TARGET_DIR_ENV: str(directory / "dbt_target"),
+    }
+
+
 def make_project(directory: Path) -> Project:
     """The repository's dbt project pointed at a warehouse and artefacts inside ``directory``."""
-    project = Project.at(REPO_ROOT, environ={DUCKDB_PATH_ENV: str(directory / "warehouse.duckdb")})
-    return dataclasses.replace(project, dbt_target_dir=directory / "dbt_target")
+    return Project.at(REPO_ROOT, environ=project_environment(directory))
 
 
 def open_warehouse(project: Project, *, read_only: bool = False) -> Warehouse:
