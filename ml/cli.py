@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="score with this version instead of the champion",
     )
 
+    report = commands.add_parser("report", help="write the HTML report of a model version")
+    report.add_argument("names", nargs="*", metavar="NAME", help="ML exposures (default: all)")
+    report.add_argument(
+        "--version",
+        type=int,
+        dest="model_version",
+        help="report on this version instead of the champion",
+    )
+
     models = commands.add_parser("models", help="list registered models and versions")
     models.add_argument("names", nargs="*", metavar="NAME")
 
@@ -82,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workflow.train(workspace, args.names)
         elif args.command == "score":
             workflow.score(workspace, args.names, version=args.model_version)
+        elif args.command == "report":
+            workflow.report(workspace, args.names, version=args.model_version)
         elif args.command == "models":
             print(workflow.models_table(workspace, args.names))
         elif args.command == "promote":

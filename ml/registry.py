@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -202,6 +203,10 @@ class Registry:
             for v in self.versions(model_name)
         }
 
+    def evaluation(self, table_name: str, model_name: str) -> list[dict[str, Any]]:
+        """Rows of one registry or evaluation table for a model (all versions)."""
+        return self._rows(table_name, model_name)
+
     def metrics(self, model_name: str, version: int) -> list[dict[str, Any]]:
         return [r for r in self._rows(METRICS, model_name) if r["model_version"] == version]
 
@@ -230,10 +235,12 @@ class Registry:
         *,
         metrics: list[dict[str, Any]],
         trials: list[dict[str, Any]],
+        evaluation: Mapping[str, pa.Table] | None = None,
         champion_reason: str | None,
     ) -> ModelVersion:
-        """Save the artefact, then write the version, its metrics, trials and (when
-        ``champion_reason`` is given) a champion event, all in one transaction.
+        """Save the artefact, then write the version, its metrics, trials, evaluation
+        tables and (when ``champion_reason`` is given) a champion event, all in one
+        transaction.
 
         If the transaction fails the artefact is deleted: no row without its artefact,
         no artefact without its row.
@@ -270,6 +277,8 @@ class Registry:
                     pa.Table.from_pylist(trials, schema=TRIALS_SCHEMA),
                     schema=ML_SCHEMA,
                 )
+                for table_name, rows in (evaluation or {}).items():
+                    self.warehouse.append(table_name, rows, schema=ML_SCHEMA)
                 if champion_reason is not None:
                     self._record_champion(name, version, champion_reason)
         except BaseException:

@@ -62,7 +62,7 @@ class CandidateResult:
     seconds: float
 
 
-def _scorer(metric_name: str, task: str) -> Callable[[Any, pd.DataFrame, np.ndarray], float]:
+def make_scorer(metric_name: str, task: str) -> Callable[[Any, pd.DataFrame, np.ndarray], float]:
     metric = METRICS[metric_name]
     sign = 1.0 if metric.greater_is_better else -1.0
 
@@ -72,11 +72,11 @@ def _scorer(metric_name: str, task: str) -> Callable[[Any, pd.DataFrame, np.ndar
     return score
 
 
-def _uses_groups(folds: Any) -> bool:
+def uses_groups(folds: Any) -> bool:
     return isinstance(folds, GroupKFold | StratifiedGroupKFold)
 
 
-def _folds(spec: ModelSpec, y: np.ndarray, groups: np.ndarray | None) -> Any:
+def cv_folds(spec: ModelSpec, y: np.ndarray, groups: np.ndarray | None) -> Any:
     n = spec.search.cv_folds
     if groups is not None and len(np.unique(groups)) < len(groups):
         # Several rows per entity: keep an entity's rows in one fold, or CV leaks.
@@ -105,7 +105,7 @@ def search_candidate(
     x_valid, y_valid = valid
     space = {f"model__{key}": values for key, values in grid.items()}
     settings = len(ParameterGrid(space)) if space else 1
-    folds = _folds(spec, y_train, groups)
+    folds = cv_folds(spec, y_train, groups)
     search: GridSearchCV | RandomizedSearchCV
     if spec.search.method == "random" and settings > spec.search.n_iter:
         settings = spec.search.n_iter
@@ -113,7 +113,7 @@ def search_candidate(
             pipeline,
             space,
             n_iter=settings,
-            scoring=_scorer(spec.metric_name, spec.task),
+            scoring=make_scorer(spec.metric_name, spec.task),
             cv=folds,
             refit=True,
             random_state=spec.seed,
@@ -123,7 +123,7 @@ def search_candidate(
         search = GridSearchCV(
             pipeline,
             space or [{}],
-            scoring=_scorer(spec.metric_name, spec.task),
+            scoring=make_scorer(spec.metric_name, spec.task),
             cv=folds,
             refit=True,
             error_score="raise",
@@ -132,7 +132,7 @@ def search_candidate(
         f"  {algorithm_name}: {settings} setting(s) x {spec.search.cv_folds} folds "
         f"= {settings * spec.search.cv_folds} fits on {len(x_train):,} rows"
     )
-    fit_options = {"groups": groups} if _uses_groups(folds) else {}
+    fit_options = {"groups": groups} if uses_groups(folds) else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:

@@ -67,6 +67,33 @@ class ScoreSpec(_Strict):
         return value
 
 
+class CostSpec(_Strict):
+    """Costs of the two errors of a binary classifier, to choose its decision threshold."""
+
+    false_positive: float = Field(gt=0)
+    false_negative: float = Field(gt=0)
+
+
+class EvaluationSpec(_Strict):
+    """What the evaluation tables hold."""
+
+    learning_curve_sizes: list[float] = Field(
+        default_factory=lambda: [0.1, 0.325, 0.55, 0.775, 1.0], min_length=2
+    )
+    permutation_repeats: int = Field(5, ge=1, le=50)
+    curve_points: int = Field(200, ge=10, le=5000)
+    cost: CostSpec | None = None
+
+    @field_validator("learning_curve_sizes")
+    @classmethod
+    def _fractions(cls, sizes: list[float]) -> list[float]:
+        if any(not 0 < size <= 1 for size in sizes) or sorted(set(sizes)) != sizes:
+            raise ValueError(
+                f"learning_curve_sizes must be increasing fractions in (0, 1], got {sizes}"
+            )
+        return sizes
+
+
 class ModelSpec(_Strict):
     """The ``config.meta.ml`` block of an ML exposure."""
 
@@ -81,6 +108,7 @@ class ModelSpec(_Strict):
     candidates: dict[str, dict[str, list[Any]] | None] = Field(min_length=1)
     search: SearchSpec = SearchSpec()
     score: ScoreSpec = ScoreSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     seed: int = 42
     description: str | None = None
 
@@ -145,6 +173,7 @@ class MLModel:
     training: Relation
     scoring: Relation
     predictions_table: str
+    description: str | None = None
 
     @property
     def spec_hash(self) -> str:
@@ -263,6 +292,7 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
             training=training,
             scoring=scoring,
             predictions_table=spec.score.into or f"{name}_predictions",
+            description=exposure.get("description") or spec.description,
         )
     return models
 

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml import split as splitting
+from ml.dataset import Dataset
 from ml.demo_data import table_fingerprint
+from ml.diagnostics import evaluation_tables
 from ml.errors import MLError
 from ml.evaluate import cluster_sizes, evaluate, fit_baseline, score_with
 from ml.frames import (
@@ -31,17 +33,6 @@ from ml.spec import MLModel
 from ml.warehouse import Warehouse
 
 MAX_CLASSES = 50
-
-
-@dataclass
-class Dataset:
-    """The training relation, split, as model inputs."""
-
-    schema: FeatureSchema
-    frames: dict[str, pd.DataFrame]
-    targets: dict[str, np.ndarray | None]
-    groups: np.ndarray
-    fingerprint: str
 
 
 @dataclass
@@ -132,6 +123,12 @@ def check_target(model: MLModel, table: pa.Table) -> None:
             )
         if classes > MAX_CLASSES:
             raise MLError(f"{where} has {classes} classes (limit {MAX_CLASSES})")
+        if classes != 2 and spec.evaluation.cost is not None:
+            raise MLError(
+                f"model {model.name}: ml.evaluation.cost applies to binary classification, "
+                f"but target {spec.target} has {classes} classes",
+                hint="remove evaluation.cost from the spec",
+            )
 
 
 def read_dataset(warehouse: Warehouse, model: MLModel) -> tuple[pa.Table, Dataset]:
@@ -197,11 +194,39 @@ def _check_usable_features(table: pa.Table, schema: FeatureSchema, where: str) -
             useless.append(f"{name} (all NULL)")
         elif len(pc.unique(column.drop_null())) == 1 and column.null_count == 0:
             useless.append(f"{name} (constant)")
+    for name in schema.categorical:
+        _check_not_dirty_numbers(table.column(name), name, where)
     if useless:
         raise MLError(
             f"{where}: feature column(s) carry no information: {useless}",
             hint="fix them in dbt, or add them to the spec's exclude list",
         )
+
+
+def _check_not_dirty_numbers(column: pa.ChunkedArray, name: str, where: str) -> None:
+    """Refuse a text column that is mostly numbers: a numeric column with stray text.
+
+    All-numeric text (a zip code, say) stays categorical; mostly-numeric text with a few
+    words is a number column that needs cleaning in dbt, not a category per value.
+    """
+    values = pc.unique(column.drop_null()).to_pylist()
+    numeric = [v for v in values if _is_number(v)]
+    if values and len(numeric) < len(values) and len(numeric) >= 0.8 * len(values):
+        text = sorted(v for v in values if not _is_number(v))[:5]
+        raise MLError(
+            f"{where}: feature column {name} is text holding numbers mixed with text "
+            f"{text}; a model would treat every number as a category",
+            hint=f"clean and cast {name} to a number in dbt (e.g. try_cast / nullif), "
+            "or add it to the spec's exclude list",
+        )
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def fit_and_select(
@@ -350,6 +375,14 @@ def train_model(
     chosen = outcome.chosen
     reason, status_message = _champion_decision(registry, model, data, outcome)
     version = registry.next_version(model.name)
+    evaluation = evaluation_tables(
+        spec,
+        chosen.pipeline,
+        data,
+        data.schema,
+        key={"model_name": model.name, "model_version": version},
+        progress=progress,
+    )
     test = outcome.metrics["test"]
     classes = getattr(chosen.pipeline, "classes_", None)
     row = {
@@ -381,6 +414,7 @@ def train_model(
         chosen.pipeline,
         metrics=_metric_rows(model, version, outcome),
         trials=_trial_rows(model, version, outcome),
+        evaluation=evaluation,
         champion_reason=reason,
     )
     return registered, f"v{version} {status_message}"

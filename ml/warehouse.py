@@ -49,6 +49,7 @@ class Warehouse:
         target: Target,
         *,
         read_only: bool = False,
+        create: bool = False,
         memory_limit: str | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         on_wait: Callable[[str], None] | None = None,
@@ -61,6 +62,8 @@ class Warehouse:
             The rendered dbt output.
         read_only
             Open without taking the write lock (DuckDB allows many read-only processes).
+        create
+            Create the warehouse file when it does not exist (only loading does).
         memory_limit
             Cap the engine's memory (e.g. ``"1GB"``), for bounded streaming.
         lock_timeout
@@ -77,10 +80,10 @@ class Warehouse:
             )
         assert target.path is not None
         path = Path(target.path)
-        if read_only and not path.is_file():
+        if not create and not path.is_file():
             raise MLError(
                 f"warehouse file {path} does not exist",
-                hint="build it first: ml load && ml build (or make demo)",
+                hint="create it first: ml load && ml build (or make demo)",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {"read_only": read_only}
@@ -108,8 +111,10 @@ class Warehouse:
                         "tools should read the published snapshot, not this file (README)",
                     ) from error
                 if not waiting and on_wait is not None:
-                    on_wait(f"warehouse {path} is in use by PID {holder.group(1)}; waiting "
-                            f"up to {lock_timeout:g} s for its lock")
+                    on_wait(
+                        f"warehouse {path} is in use by PID {holder.group(1)}; waiting "
+                        f"up to {lock_timeout:g} s for its lock"
+                    )
                 waiting = True
                 time.sleep(0.2)
         return cls(backend, target=target)
@@ -252,18 +257,27 @@ class Warehouse:
     def update(
         self, name: str, *, schema: str, values: Mapping[str, Any], where: Mapping[str, Any]
     ) -> None:
-        """``UPDATE schema.name SET values WHERE column = value AND ...``, built by sqlglot
-        (identifiers quoted, values as literals: nothing is formatted into SQL text)."""
+        """Set ``values`` on the rows matching every ``column == value`` of ``where``.
+
+        The statement is built by sqlglot: identifiers quoted, values as literals, nothing
+        formatted into SQL text.
+        """
         table = sge.Table(
             this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
         )
         condition = sge.and_(
-            *(sge.column(column, quoted=True).eq(sge.convert(value))
-              for column, value in where.items())
+            *(
+                sge.column(column, quoted=True).eq(sge.convert(value))
+                for column, value in where.items()
+            )
         )
-        statement = sge.update(
-            table, {sge.column(k, quoted=True): sge.convert(v) for k, v in values.items()},
-            where=condition,
+        statement = sge.Update(
+            this=table,
+            expressions=[
+                sge.EQ(this=sge.column(column, quoted=True), expression=sge.convert(value))
+                for column, value in values.items()
+            ],
+            where=sge.Where(this=condition),
         )
         with self.transaction():
             self._backend.raw_sql(statement)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ml.dbt import Target, load_manifest, resolve_target, run_dbt
 from ml.demo_data import JaffleParams
+from ml.errors import MLError
 from ml.load import load_demo_data
 from ml.project import Project
 from ml.registry import Registry
-from ml.errors import MLError
+from ml.report import write_report
 from ml.score import recover_interrupted_runs, score_model
 from ml.spec import MLModel, models_from_manifest, select_models
 from ml.train import train_model
@@ -43,11 +44,19 @@ class Workspace:
 
     @contextmanager
     def warehouse(
-        self, *, read_only: bool = False, progress: Callable[[str], None] = print
+        self,
+        *,
+        read_only: bool = False,
+        create: bool = False,
+        progress: Callable[[str], None] = print,
     ) -> Iterator[Warehouse]:
         """Open the warehouse, waiting up to ``lock_timeout`` for another writer to finish."""
         with Warehouse.open(
-            self.target, read_only=read_only, lock_timeout=self.lock_timeout, on_wait=progress
+            self.target,
+            read_only=read_only,
+            create=create,
+            lock_timeout=self.lock_timeout,
+            on_wait=progress,
         ) as warehouse:
             yield warehouse
 
@@ -80,7 +89,7 @@ def load(
     force: bool = False,
     progress: Callable[[str], None] = print,
 ) -> None:
-    with workspace.warehouse(progress=progress) as warehouse:
+    with workspace.warehouse(create=True, progress=progress) as warehouse:
         load_demo_data(
             warehouse,
             jaffle=params,
@@ -90,8 +99,19 @@ def load(
         )
 
 
-def build(workspace: Workspace, select: Sequence[str] | None = None) -> None:
-    run_dbt(workspace.project, ["build", *(["--select", *select] if select else [])])
+def build(
+    workspace: Workspace,
+    select: Sequence[str] | None = None,
+    *,
+    exclude: Sequence[str] | None = None,
+) -> None:
+    """``dbt build`` of the selection (dbt syntax), excluding ``exclude``."""
+    arguments = ["build"]
+    if select:
+        arguments += ["--select", *select]
+    if exclude:
+        arguments += ["--exclude", *exclude]
+    run_dbt(workspace.project, arguments)
 
 
 def train(
@@ -185,6 +205,30 @@ def rollback(workspace: Workspace, name: str) -> str:
     return f"{name}: rolled back; version {restored.version} is the champion again"
 
 
+def report(
+    workspace: Workspace,
+    names: Sequence[str] | None,
+    *,
+    version: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Path]:
+    """Write the HTML report of each model's champion (or ``version``); return the paths."""
+    models = workspace.models(names)
+    with workspace.registry(read_only=True) as registry:
+        return [
+            write_report(
+                registry,
+                model.name,
+                version=version,
+                label=model.label,
+                description=model.description,
+                directory=workspace.project.reports_dir,
+                progress=progress,
+            )
+            for model in models
+        ]
+
+
 def demo_summary(workspace: Workspace, models: list[MLModel]) -> list[str]:
     """One line per model: chosen algorithm, test metric beside the baseline, predictions."""
     lines = []
@@ -213,7 +257,7 @@ def demo(
 ) -> list[str]:
     """Load the demo data, build with dbt, train when no champion exists, score, summarise."""
     load(workspace, params, progress=progress)
-    build(workspace)
+    build(workspace, exclude=["source:ml+"])
     models = workspace.models()
     with workspace.registry(read_only=True) as registry:
         untrained = [m.name for m in models if registry.champion(m.name) is None]
@@ -222,4 +266,6 @@ def demo(
     else:
         progress("every model has a champion; retrain with: ml train NAME")
     score(workspace, [m.name for m in models], progress=progress)
-    return demo_summary(workspace, models)
+    build(workspace, ["source:ml+"])
+    paths = report(workspace, [m.name for m in models], progress=progress)
+    return [*demo_summary(workspace, models), *[f"report: {path}" for path in paths]]

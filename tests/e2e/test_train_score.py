@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +17,9 @@ from ml.registry import ML_SCHEMA, Registry
 from ml.spec import MLModel, Relation, parse_spec
 from ml.train import train_model
 from ml.workflow import Workspace, models_table, score, train
-from tests.conftest import make_project, open_warehouse
+from tests.conftest import open_warehouse
+from tests.e2e.conftest import snapshot as _snapshot
+from tests.e2e.conftest import table as _table
 
 pytestmark = pytest.mark.slow
 
@@ -30,53 +29,6 @@ MODELS = [
     "customer_segments",
     "customer_spend_next_30d",
 ]
-
-
-@pytest.fixture(scope="module")
-def trained_template(
-    built_project_template: Project, tmp_path_factory: pytest.TempPathFactory
-) -> Project:
-    """Every demo model trained and scored once on the small demo data."""
-    project = _copy(built_project_template, tmp_path_factory.mktemp("trained"))
-    workspace = Workspace.open(project)
-    train(workspace, None, progress=lambda _: None)
-    score(workspace, None, progress=lambda _: None)
-    return project
-
-
-@pytest.fixture
-def trained(trained_template: Project, tmp_path: Path) -> Iterator[Project]:
-    yield _copy(trained_template, tmp_path / "copy")
-
-
-def _copy(source: Project, directory: Path) -> Project:
-    directory.mkdir(parents=True, exist_ok=True)
-    project = make_project(directory)
-    shutil.copy(source.duckdb_path, project.duckdb_path)
-    shutil.copytree(source.dbt_target_dir, project.dbt_target_dir)
-    if source.artifacts_dir.exists():
-        shutil.copytree(source.artifacts_dir, project.artifacts_dir)
-    return project
-
-
-def _table(project: Project, name: str, schema: str = ML_SCHEMA) -> pa.Table:
-    with open_warehouse(project, read_only=True) as warehouse:
-        return warehouse.read_arrow(warehouse.table(name, schema=schema))
-
-
-def _snapshot(project: Project) -> dict[str, Any]:
-    """Every table of the ml schema, and every artefact file: to compare before and after."""
-    with open_warehouse(project, read_only=True) as warehouse:
-        tables = {
-            name: warehouse.read_arrow(warehouse.table(name, schema=ML_SCHEMA)).to_pylist()
-            for name in warehouse.list_tables(schema=ML_SCHEMA)
-        }
-    files = sorted(
-        str(p.relative_to(project.artifacts_dir))
-        for p in project.artifacts_dir.rglob("*")
-        if p.is_file()
-    )
-    return {"tables": tables, "files": files}
 
 
 def test_every_demo_model_is_registered_as_champion_and_scored(trained_template: Project) -> None:
@@ -370,7 +322,12 @@ BAD_INPUTS = [
     ({"colour": ["a"] * 400}, {}, r"carry no information: \['colour \(constant\)'\]"),
     ({}, {"features": ["x", "nope"]}, r"has no feature column\(s\) \['nope'\]"),
     (
-        {"id": [f"i{i}" for i in range(400)], "x": [str(v) for v in range(400)]},
+        {"x": [str(v) for v in range(390)] + ["n/a"] * 10},
+        {},
+        r"feature column x is text holding numbers mixed with text \['n/a'\]",
+    ),
+    (  # text that is all numbers (a code) is a legitimate category
+        {"id": [f"i{i}" for i in range(400)], "x": [str(v % 7) for v in range(400)]},
         {"features": ["x"]},
         None,
     ),
