@@ -32,10 +32,10 @@ ML = str(Path(sys.executable).parent / "ml")
 BIG_COPIES = 30  # bank_marketing_features x 30 = 1.2M rows to score
 
 
-@pytest.fixture
-def big(trained_template: Project, tmp_path: Path) -> Iterator[Project]:
-    """A trained project whose bank scoring relation has 1.2M rows, with a BI snapshot."""
-    project = _copy(trained_template, tmp_path / "big")
+@pytest.fixture(scope="session")
+def big_template(trained_template: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A trained project whose bank scoring relation has 1.2M rows, scored once."""
+    project = _copy(trained_template, tmp_path_factory.mktemp("big"))
     with open_warehouse(project) as warehouse:
         features = warehouse.table("bank_marketing_features", schema="main")
         copies = [
@@ -49,7 +49,12 @@ def big(trained_template: Project, tmp_path: Path) -> Iterator[Project]:
     subprocess.run(
         [ML, "score", "bank_term_deposit"], env=_env(project), check=True, capture_output=True
     )
-    yield project
+    return project
+
+
+@pytest.fixture
+def big(big_template: Project, tmp_path: Path) -> Iterator[Project]:
+    yield _copy(big_template, tmp_path / "big")
 
 
 def _env(project: Project, **extra: str) -> dict[str, str]:
