@@ -18,11 +18,8 @@ _TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def save(estimator: Any, path: Path) -> str:

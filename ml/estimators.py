@@ -45,10 +45,24 @@ class Algorithm:
     scale_numeric: bool = True
 
 
+def _for_both_tasks(
+    name: str,
+    classifier: Callable[[int], BaseEstimator],
+    regressor: Callable[[int], BaseEstimator],
+    grid: dict[str, list[Any]],
+    *,
+    scale_numeric: bool,
+) -> list[Algorithm]:
+    """The classifier and the regressor of one family share a name and a search space."""
+    return [
+        Algorithm(name, "classification", classifier, grid, scale_numeric=scale_numeric),
+        Algorithm(name, "regression", regressor, grid, scale_numeric=scale_numeric),
+    ]
+
+
 ALGORITHMS: dict[tuple[str, str], Algorithm] = {
     (a.task, a.name): a
     for a in [
-        # classification
         Algorithm(
             "logistic_regression",
             "classification",
@@ -56,67 +70,39 @@ ALGORITHMS: dict[tuple[str, str], Algorithm] = {
             {"C": [0.01, 0.1, 1.0, 10.0]},
         ),
         Algorithm(
-            "decision_tree",
-            "classification",
-            lambda seed: DecisionTreeClassifier(random_state=seed),
-            {"max_depth": [4, 8, 12], "min_samples_leaf": [1, 20]},
-            scale_numeric=False,
-        ),
-        Algorithm(
-            "random_forest",
-            "classification",
-            lambda seed: RandomForestClassifier(n_estimators=200, n_jobs=-1, random_state=seed),
-            {"max_depth": [8, None], "min_samples_leaf": [1, 5]},
-            scale_numeric=False,
-        ),
-        Algorithm(
-            "hist_gradient_boosting",
-            "classification",
-            lambda seed: HistGradientBoostingClassifier(random_state=seed),
-            {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
-            scale_numeric=False,
-        ),
-        Algorithm(
-            "mlp",
-            "classification",
-            lambda seed: MLPClassifier(max_iter=300, early_stopping=True, random_state=seed),
-            {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
-        ),
-        # regression
-        Algorithm(
             "ridge_regression",
             "regression",
             lambda seed: Ridge(random_state=seed),
             {"alpha": [0.1, 1.0, 10.0, 100.0]},
         ),
-        Algorithm(
+        *_for_both_tasks(
             "decision_tree",
-            "regression",
+            lambda seed: DecisionTreeClassifier(random_state=seed),
             lambda seed: DecisionTreeRegressor(random_state=seed),
             {"max_depth": [4, 8, 12], "min_samples_leaf": [1, 20]},
             scale_numeric=False,
         ),
-        Algorithm(
+        *_for_both_tasks(
             "random_forest",
-            "regression",
+            lambda seed: RandomForestClassifier(n_estimators=200, n_jobs=-1, random_state=seed),
             lambda seed: RandomForestRegressor(n_estimators=200, n_jobs=-1, random_state=seed),
             {"max_depth": [8, None], "min_samples_leaf": [1, 5]},
             scale_numeric=False,
         ),
-        Algorithm(
+        *_for_both_tasks(
             "hist_gradient_boosting",
-            "regression",
+            lambda seed: HistGradientBoostingClassifier(random_state=seed),
             lambda seed: HistGradientBoostingRegressor(random_state=seed),
             {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
             scale_numeric=False,
         ),
-        Algorithm(
+        *_for_both_tasks(
             "mlp",
-            "regression",
+            lambda seed: MLPClassifier(max_iter=300, early_stopping=True, random_state=seed),
             lambda seed: MLPRegressor(max_iter=300, early_stopping=True, random_state=seed),
             {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
+            scale_numeric=True,
         ),
-        # clustering
         Algorithm(
             "kmeans",
             "clustering",

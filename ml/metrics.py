@@ -40,19 +40,19 @@ def _positive(classes: np.ndarray) -> Any:
     return classes[-1]
 
 
-def _precision(y: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray) -> float:
-    kwargs = {"pos_label": _positive(classes)} if len(classes) == 2 else {}
-    return float(skm.precision_score(y, pred, average=_average(classes), zero_division=0, **kwargs))
+def _averaged(score: Callable[..., Any]) -> Callable[..., float]:
+    """A precision-like score: binary on the last class, macro-averaged for multiclass."""
+
+    def compute(y: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray) -> float:
+        kwargs = {"pos_label": _positive(classes)} if len(classes) == 2 else {}
+        return float(score(y, pred, average=_average(classes), zero_division=0, **kwargs))
+
+    return compute
 
 
-def _recall(y: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray) -> float:
-    kwargs = {"pos_label": _positive(classes)} if len(classes) == 2 else {}
-    return float(skm.recall_score(y, pred, average=_average(classes), zero_division=0, **kwargs))
-
-
-def _f1(y: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray) -> float:
-    kwargs = {"pos_label": _positive(classes)} if len(classes) == 2 else {}
-    return float(skm.f1_score(y, pred, average=_average(classes), zero_division=0, **kwargs))
+_precision = _averaged(skm.precision_score)
+_recall = _averaged(skm.recall_score)
+_f1 = _averaged(skm.f1_score)
 
 
 def _roc_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:

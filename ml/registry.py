@@ -51,6 +51,10 @@ VERSIONS_SCHEMA = pa.schema(
         ("artifact_path", pa.string()),
         ("artifact_sha256", pa.string()),
         ("training_seconds", pa.float64()),
+        ("training_fingerprint", pa.string()),
+        ("feature_sql_checksum", pa.string()),
+        ("trigger", pa.string()),
+        ("changes", pa.string()),
         ("created_at", pa.timestamp("us")),
     ]
 )

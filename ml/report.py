@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from ml.errors import MLError
 from ml.registry import ModelVersion, Registry
+from ml.spec import MonitorSpec
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
@@ -240,6 +241,68 @@ def cluster_plot(rows: list[dict[str, Any]]) -> Figure | None:
     return figure
 
 
+def drift_plot(
+    drift_rows: list[dict[str, Any]], runs: list[dict[str, Any]], thresholds: dict[str, float]
+) -> Figure | None:
+    """PSI of the most drifting variables per scoring run, with the alert thresholds."""
+    if not drift_rows or not runs:
+        return None
+    order = {r["scoring_run_id"]: r["scored_at"] for r in runs}
+    worst = sorted(
+        {r["variable"] for r in drift_rows},
+        key=lambda v: -max(r["psi"] for r in drift_rows if r["variable"] == v),
+    )[:5]
+    figure, axes = _figure(
+        "Drift over time (PSI against training)",
+        "scoring run (scored at)",
+        "population stability index",
+    )
+    for variable in worst:
+        points = sorted(
+            (order[r["scoring_run_id"]], r["psi"])
+            for r in drift_rows
+            if r["variable"] == variable and r["scoring_run_id"] in order
+        )
+        if points:
+            label = "prediction" if variable == "__prediction__" else variable
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.axhline(thresholds["psi_warn"], color="orange", linestyle="--", label="warn")
+    axes.axhline(thresholds["psi_alert"], color="red", linestyle="--", label="alert")
+    axes.legend(fontsize=8)
+    figure.autofmt_xdate()
+    return figure
+
+
+def performance_plot(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> Figure | None:
+    """Realised metric per scoring run, beside the test score at training."""
+    order = {r["scoring_run_id"]: r["scored_at"] for r in runs}
+    points = sorted(
+        (order[r["scoring_run_id"]], r["value"], r["training_test_value"])
+        for r in rows
+        if r["scoring_run_id"] in order
+    )
+    if not points:
+        return None
+    metric = rows[0]["metric"]
+    figure, axes = _figure("Realised performance over time", "scoring run (scored at)", metric)
+    axes.plot(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        marker="o",
+        label="realised (outcomes arrived)",
+    )
+    axes.plot(
+        [p[0] for p in points],
+        [p[2] for p in points],
+        linestyle="--",
+        color="grey",
+        label="test score at training",
+    )
+    axes.legend(fontsize=8)
+    figure.autofmt_xdate()
+    return figure
+
+
 def _table(header: list[str], body: list[list[str]], css: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
@@ -327,6 +390,15 @@ def render(
         search_plot(rows("model_search_trials")),
         prediction_bins_plot(rows("model_prediction_bins")),
         cluster_plot(rows("model_cluster_profiles")),
+        drift_plot(
+            registry.evaluation("monitoring_drift", model_name),
+            registry.evaluation("monitoring_runs", model_name),
+            spec.get("monitor") or MonitorSpec().model_dump(),
+        ),
+        performance_plot(
+            registry.evaluation("monitoring_performance", model_name),
+            registry.evaluation("monitoring_runs", model_name),
+        ),
     ]
     images = "".join(
         f'<figure><img alt="{html.escape(str(f.axes[0].get_title()))}" '

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
@@ -25,6 +28,7 @@ SCORING_RUNS_SCHEMA = pa.schema(
         ("model_version", pa.int64()),
         ("scoring_relation", pa.string()),
         ("predictions_table", pa.string()),
+        ("mode", pa.string()),
         ("rows_scored", pa.int64()),
         ("status", pa.string()),
         ("error", pa.string()),
@@ -106,6 +110,7 @@ def _prediction_batches(
             for index, label in enumerate(classes or []):
                 columns[probability_column(label)] = pa.array(proba[:, index])
         n = batch.num_rows
+        columns["features_hash"] = batch.column("features_hash")
         columns["model_name"] = pa.array([model.name] * n, pa.string())
         columns["model_version"] = pa.array([version.version] * n, pa.int64())
         columns["scoring_run_id"] = pa.array([run_id] * n, pa.string())
@@ -115,18 +120,30 @@ def _prediction_batches(
         yield pa.RecordBatch.from_pydict(columns)
 
 
+def features_hash(table: ir.Table, columns: list[str]) -> ir.StringValue:
+    """md5 of a row's feature values, computed in the warehouse: equal hashes mean the
+    features did not change (NULL and the empty string are told apart)."""
+    parts = [table[c].cast("string").fill_null("\u2400") for c in columns]
+    digest: ir.StringValue = ibis.literal("\u241f").join(parts).hexdigest("md5")
+    return digest
+
+
 def score_model(
     warehouse: Warehouse,
     registry: Registry,
     model: MLModel,
     *,
     version: int | None = None,
+    incremental: bool = False,
     progress: Callable[[str], None] = print,
 ) -> ScoringRun:
     """Score ``model.scoring`` with the champion (or ``version``) into ``ml.<predictions>``.
 
-    The predictions table is replaced in one transaction, so a failed run leaves the
-    previous predictions as they were; every run, failed ones included, is recorded in
+    A full run replaces the predictions table; an incremental run scores only entities
+    that are new or whose features changed since the table was written by the same model
+    version (a different version means a full re-score). Either way the write, the
+    history rows and the ledger update commit together, so a failed run leaves the
+    previous predictions as they were; every run, failed ones included, is in
     ``ml.scoring_runs``.
     """
     chosen = registry.version(model.name, version) if version else registry.champion(model.name)
@@ -152,12 +169,17 @@ def score_model(
         for c in (model.spec.entity_id, model.spec.time_column)
         if c is not None and c in relation.columns
     ]
-    columns = list(dict.fromkeys([*keys, *chosen.feature_schema.columns]))
+    features = chosen.feature_schema.columns
+    columns = list(dict.fromkeys([*keys, *features]))
+    candidates = relation.select(*columns, features_hash=features_hash(relation, features))
+    mode = "full"
+    if incremental:
+        mode, candidates = _incremental_rows(warehouse, model, chosen, candidates, keys, progress)
     run_id = str(uuid.uuid4())
     started_at = now()
     started = time.perf_counter()
     progress(
-        f"{model.name}: scoring {model.scoring} with v{chosen.version} "
+        f"{model.name}: scoring {model.scoring} ({mode}) with v{chosen.version} "
         f"into {ML_SCHEMA}.{model.predictions_table}"
     )
     # The run is in the ledger before any work, so even a killed run leaves a trace
@@ -170,6 +192,7 @@ def score_model(
             "model_version": chosen.version,
             "scoring_relation": str(model.scoring),
             "predictions_table": f"{ML_SCHEMA}.{model.predictions_table}",
+            "mode": mode,
             "rows_scored": 0,
             "status": "running",
             "error": None,
@@ -179,10 +202,10 @@ def score_model(
         },
     )
     try:
-        reader = warehouse.stream(relation.select(*columns), batch_size=model.spec.score.batch_size)
+        reader = warehouse.stream(candidates, batch_size=model.spec.score.batch_size)
         batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at, progress)
         with warehouse.transaction():
-            rows = warehouse.replace_table(model.predictions_table, batches, schema=ML_SCHEMA)
+            rows = _write(warehouse, model, batches, mode=mode, keys=keys, run_id=run_id)
             _finish(warehouse, run_id, started, status="succeeded", rows=rows)
     except BaseException as error:
         _finish(warehouse, run_id, started, status="failed", error=str(error) or repr(error))
@@ -194,6 +217,62 @@ def score_model(
         f"{ML_SCHEMA}.{model.predictions_table}",
         time.perf_counter() - started,
     )
+
+
+def _incremental_rows(
+    warehouse: Warehouse,
+    model: MLModel,
+    version: ModelVersion,
+    candidates: ir.Table,
+    keys: list[str],
+    progress: Callable[[str], None],
+) -> tuple[str, ir.Table]:
+    """The rows an incremental run must score, and the mode it runs in."""
+    table = model.predictions_table
+    if not warehouse.has_table(table, schema=ML_SCHEMA):
+        progress(f"{model.name}: no predictions yet; scoring everything")
+        return "full", candidates
+    previous = warehouse.table(table, schema=ML_SCHEMA)
+    versions = warehouse.read_arrow(previous.select("model_version").distinct())
+    if versions.column("model_version").to_pylist() != [version.version]:
+        progress(f"{model.name}: the predictions come from another version; full re-score")
+        return "full", candidates
+    known = previous.select(*keys, "features_hash")
+    return "incremental", candidates.anti_join(known, [*keys, "features_hash"])
+
+
+def _write(
+    warehouse: Warehouse,
+    model: MLModel,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    mode: str,
+    keys: list[str],
+    run_id: str,
+) -> int:
+    """Write the scored rows (inside the caller's transaction); return how many."""
+    table = model.predictions_table
+    history = f"{table}_history"
+    if mode == "full":
+        rows = warehouse.replace_table(table, batches, schema=ML_SCHEMA)
+    else:
+        first = next(batches, None)
+        if first is None:
+            return 0  # nothing new or changed: the table stays as it is
+        incoming = f"{table}__incoming"
+        rows = warehouse.replace_table(
+            incoming, itertools.chain([first], batches), schema=ML_SCHEMA
+        )
+        new = warehouse.table(incoming, schema=ML_SCHEMA)
+        old = warehouse.table(table, schema=ML_SCHEMA)
+        kept = old.anti_join(new.select(*keys), keys).select(*new.columns)
+        warehouse.replace_table(table, kept.union(new), schema=ML_SCHEMA)
+        warehouse.drop_table(incoming, schema=ML_SCHEMA)
+    predictions = warehouse.table(table, schema=ML_SCHEMA)
+    warehouse.append(
+        history, predictions.filter(predictions.scoring_run_id == run_id), schema=ML_SCHEMA
+    )
+    return rows
 
 
 def _record(warehouse: Warehouse, row: dict[str, Any]) -> None:

@@ -94,6 +94,30 @@ class EvaluationSpec(_Strict):
         return sizes
 
 
+class OutcomesSpec(_Strict):
+    """Where outcomes (labels that arrive after scoring) are found."""
+
+    relation: str
+    target: str | None = None
+
+
+class MonitorSpec(_Strict):
+    """Drift and performance thresholds, and when a model is too old."""
+
+    psi_warn: float = Field(0.10, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    performance_warn: float = Field(0.05, gt=0)
+    performance_alert: float = Field(0.10, gt=0)
+    max_age_days: int | None = Field(None, ge=1)
+    outcomes: OutcomesSpec | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorSpec:
+        if self.psi_warn > self.psi_alert or self.performance_warn > self.performance_alert:
+            raise ValueError("warn thresholds must not exceed alert thresholds")
+        return self
+
+
 class ModelSpec(_Strict):
     """The ``config.meta.ml`` block of an ML exposure."""
 
@@ -109,6 +133,7 @@ class ModelSpec(_Strict):
     search: SearchSpec = SearchSpec()
     score: ScoreSpec = ScoreSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    monitor: MonitorSpec = MonitorSpec()
     seed: int = 42
     description: str | None = None
 
@@ -158,6 +183,7 @@ class Relation:
     model: str
     schema: str
     name: str
+    unique_id: str = ""
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
@@ -174,6 +200,8 @@ class MLModel:
     scoring: Relation
     predictions_table: str
     description: str | None = None
+    feature_sql_checksum: str = ""
+    outcomes: Relation | None = None
 
     @property
     def spec_hash(self) -> str:
@@ -216,7 +244,7 @@ def parse_spec(exposure_name: str, raw: Any) -> ModelSpec:
         ) from None
 
 
-def _ref_name(value: str, *, exposure: str, key: str) -> str:
+def ref_name(value: str, *, exposure: str, key: str) -> str:
     match = _REF.match(value)
     if not match:
         raise MLError(
@@ -242,7 +270,12 @@ def _relation(
             "exposure's depends_on",
             hint=f"add ref('{model}') to depends_on so dbt's lineage shows it",
         )
-    return Relation(model=model, schema=node["schema"], name=node.get("alias") or model)
+    return Relation(
+        model=model,
+        schema=node["schema"],
+        name=node.get("alias") or model,
+        unique_id=node["unique_id"],
+    )
 
 
 def _meta(exposure: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +299,7 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
         spec = parse_spec(name, meta["ml"])
         depends_on = list(exposure.get("depends_on", {}).get("nodes", []))
         if spec.relation is not None:
-            training_model = _ref_name(spec.relation, exposure=name, key="relation")
+            training_model = ref_name(spec.relation, exposure=name, key="relation")
         else:
             refs = [uid for uid in depends_on if uid.startswith("model.")]
             if len(refs) != 1:
@@ -281,9 +314,21 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
         )
         scoring = training
         if spec.score.relation is not None:
-            scoring_model = _ref_name(spec.score.relation, exposure=name, key="score.relation")
+            scoring_model = ref_name(spec.score.relation, exposure=name, key="score.relation")
             scoring = _relation(
                 manifest, scoring_model, exposure=name, key="score.relation", depends_on=depends_on
+            )
+        outcomes = None
+        if spec.monitor.outcomes is not None:
+            outcome_model = ref_name(
+                spec.monitor.outcomes.relation, exposure=name, key="monitor.outcomes.relation"
+            )
+            outcomes = _relation(
+                manifest,
+                outcome_model,
+                exposure=name,
+                key="monitor.outcomes.relation",
+                depends_on=depends_on,
             )
         models[name] = MLModel(
             name=name,
@@ -293,8 +338,36 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
             scoring=scoring,
             predictions_table=spec.score.into or f"{name}_predictions",
             description=exposure.get("description") or spec.description,
+            feature_sql_checksum=lineage_checksum(manifest, training.unique_id),
+            outcomes=outcomes,
         )
     return models
+
+
+def lineage_checksum(manifest: dict[str, Any], unique_id: str) -> str:
+    """sha256 over the SQL of a node and of everything upstream of it, macros included.
+
+    Changes whenever the SQL that builds the features changes, anywhere in their lineage.
+    """
+    nodes = {**manifest.get("nodes", {}), **manifest.get("sources", {})}
+    macros = manifest.get("macros", {})
+    seen: dict[str, str] = {}
+    pending = [unique_id]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        if current in macros:
+            macro = macros[current]
+            seen[current] = hashlib.sha256(macro.get("macro_sql", "").encode()).hexdigest()
+            pending.extend((macro.get("depends_on") or {}).get("macros", []))
+        elif current in nodes:
+            node = nodes[current]
+            seen[current] = (node.get("checksum") or {}).get("checksum", "")
+            depends_on = node.get("depends_on") or {}
+            pending.extend([*depends_on.get("nodes", []), *depends_on.get("macros", [])])
+    canonical = json.dumps(sorted(seen.items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def select_models(models: dict[str, MLModel], names: list[str] | None) -> list[MLModel]:

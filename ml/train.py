@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ml.frames import (
     to_model_frame,
 )
 from ml.metrics import METRICS
+from ml.monitor import REFERENCE, reference_table
 from ml.registry import ModelVersion, Registry, library_versions
 from ml.search import CandidateResult, search_candidate, search_clusters, select_best
 from ml.spec import MLModel
@@ -354,17 +356,101 @@ def _champion_decision(
     return None, f"challenger ({comparison})"
 
 
+@dataclass(frozen=True)
+class TrainingResult:
+    """What `train_model` did: the version now in force, a status line, and whether a new
+    version was trained (False when the champion was reused)."""
+
+    version: ModelVersion
+    message: str
+    trained: bool
+
+
+def training_fingerprint(model: MLModel, data_fingerprint: str) -> str:
+    """sha256 of everything a trained model depends on: the training rows, the SQL that
+    built them, the spec (seed included) and the library versions."""
+    parts = {
+        "data": data_fingerprint,
+        "feature_sql": model.feature_sql_checksum,
+        "spec": model.spec_hash,
+        "seed": model.spec.seed,
+        "libraries": library_versions(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def describe_changes(
+    previous: ModelVersion | None,
+    previous_metrics: dict[str, float],
+    row: dict[str, Any],
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """What changed against the previous version: params, spec, data, metric deltas."""
+    if previous is None:
+        return {"first_version": True}
+    old = previous.row
+    changes: dict[str, Any] = {"previous_version": previous.version}
+    for field in ("algorithm", "params"):
+        if old[field] != row[field]:
+            changes[field] = {"from": old[field], "to": row[field]}
+    if old["spec_hash"] != row["spec_hash"]:
+        before, after = json.loads(old["spec"]), json.loads(row["spec"])
+        changes["spec_keys"] = sorted(
+            k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+        )
+    for field in ("data_fingerprint", "feature_sql_checksum"):
+        if old.get(field) != row[field]:
+            changes[field] = {"from": (old.get(field) or "")[:12], "to": row[field][:12]}
+    if old.get("library_versions") != row["library_versions"]:
+        changes["library_versions"] = True
+    changes["test_metric_deltas"] = {
+        name: value - old_value
+        for name, value in metrics.items()
+        if (old_value := previous_metrics.get(name)) is not None
+    }
+    return changes
+
+
 def train_model(
     warehouse: Warehouse,
     registry: Registry,
     model: MLModel,
     progress: Callable[[str], None] = print,
-) -> tuple[ModelVersion, str]:
-    """Train, evaluate and register one model; return the version and its status line."""
+    *,
+    force: bool = False,
+    trigger: str = "requested",
+) -> TrainingResult:
+    """Train, evaluate and register one model, unless nothing changed since its champion.
+
+    Parameters
+    ----------
+    force
+        Train even when the training fingerprint equals the champion's.
+    trigger
+        Why training was asked for; recorded with the version.
+    """
     started = time.perf_counter()
     spec = model.spec
     progress(f"{model.name}: reading {model.training}")
     table, data = read_dataset(warehouse, model)
+    fingerprint = training_fingerprint(model, data.fingerprint)
+    champion = registry.champion(model.name)
+    same = [
+        v for v in registry.versions(model.name) if v.row.get("training_fingerprint") == fingerprint
+    ]
+    if not force and champion is not None and same:
+        # An identical run would give an identical model: keep what is there.
+        if same[-1].version == champion.version:
+            message = f"champion v{champion.version} reused"
+        else:
+            message = (
+                f"same as v{same[-1].version} (a challenger); champion v{champion.version} kept"
+            )
+        message = (
+            f"unchanged (data, feature SQL, spec, seed and libraries): {message}; "
+            "retrain with --force"
+        )
+        return TrainingResult(champion, message, trained=False)
     sizes = {name: len(frame) for name, frame in data.frames.items()}
     progress(
         f"{model.name}: {table.num_rows:,} rows, {len(data.schema.columns)} features, "
@@ -383,6 +469,8 @@ def train_model(
         key={"model_name": model.name, "model_version": version},
         progress=progress,
     )
+    key = {"model_name": model.name, "model_version": version}
+    evaluation[REFERENCE] = reference_table(spec, chosen.pipeline, data, key)
     test = outcome.metrics["test"]
     classes = getattr(chosen.pipeline, "classes_", None)
     row = {
@@ -408,7 +496,24 @@ def train_model(
         "seed": spec.seed,
         "library_versions": json.dumps(library_versions()),
         "training_seconds": time.perf_counter() - started,
+        "training_fingerprint": fingerprint,
+        "feature_sql_checksum": model.feature_sql_checksum,
+        "trigger": trigger,
     }
+    versions = registry.versions(model.name)
+    previous = versions[-1] if versions else None
+    previous_metrics = (
+        {}
+        if previous is None
+        else {
+            m["metric"]: m["value"]
+            for m in registry.metrics(model.name, previous.version)
+            if m["split"] == "test"
+        }
+    )
+    row["changes"] = json.dumps(
+        describe_changes(previous, previous_metrics, row, test), sort_keys=True
+    )
     registered = registry.register(
         row,
         chosen.pipeline,
@@ -417,7 +522,7 @@ def train_model(
         evaluation=evaluation,
         champion_reason=reason,
     )
-    return registered, f"v{version} {status_message}"
+    return TrainingResult(registered, f"v{version} {status_message}", trained=True)
 
 
 def _plain(value: Any) -> Any:

@@ -222,19 +222,43 @@ class Warehouse:
         self._backend.create_table(name, data, database=schema)
 
     def append(self, name: str, data: pa.Table | ir.Table, *, schema: str) -> None:
-        """Append rows, creating the table on first use."""
-        if self.has_table(name, schema=schema):
-            self._backend.insert(name, data, database=schema)
-        else:
+        """Append rows, creating the table on first use.
+
+        Columns the table lacks are added first (NULL in older rows), so a newer release
+        can keep writing to tables an older one created.
+        """
+        if not self.has_table(name, schema=schema):
             self.create_table(name, data, schema=schema)
+            return
+        new = ibis.schema(data.schema) if isinstance(data, pa.Table) else data.schema()
+        existing = set(self._backend.table(name, database=schema).columns)
+        missing = ibis.schema({k: v for k, v in new.items() if k not in existing})
+        target = sge.Table(
+            this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
+        )
+        with self.transaction():
+            for column in missing.to_sqlglot_column_defs(self._backend.dialect):
+                self._backend.raw_sql(sge.Alter(this=target, kind="TABLE", actions=[column]))
+            self._backend.insert(name, data, database=schema)
 
     def replace_table(
-        self, name: str, batches: Iterator[pa.RecordBatch] | pa.Table, *, schema: str
+        self,
+        name: str,
+        batches: Iterator[pa.RecordBatch] | pa.Table | ir.Table,
+        *,
+        schema: str,
     ) -> int:
         """Replace ``schema.name`` with the given rows in one transaction; return the row count.
 
-        Readers and a crash mid-write see either the old table or the complete new one.
+        ``batches`` may be Arrow data or an Ibis expression (computed in the warehouse, even
+        when it reads the table it replaces). Readers and a crash mid-write see either the
+        old table or the complete new one.
         """
+        if isinstance(batches, ir.Table):
+            with self.transaction():
+                self.ensure_schema(schema)
+                created = self._backend.create_table(name, batches, database=schema, overwrite=True)
+                return self.count(created)
         if isinstance(batches, pa.Table):
             batches = iter(
                 batches.to_batches() or [pa.RecordBatch.from_pylist([], schema=batches.schema)]

@@ -3,6 +3,7 @@ registry, run the steps, return what to print."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -10,12 +11,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import ibis
+
 from ml.dbt import Target, load_manifest, resolve_target, run_dbt
 from ml.demo_data import JaffleParams
 from ml.errors import MLError
 from ml.load import load_demo_data
+from ml.monitor import (
+    STATUS_ORDER,
+    MonitorResult,
+    last_monitored_at,
+    last_status,
+    monitor_model,
+)
 from ml.project import Project
-from ml.registry import Registry
+from ml.registry import Registry, now
 from ml.report import write_report
 from ml.score import recover_interrupted_runs, score_model
 from ml.spec import MLModel, models_from_manifest, select_models
@@ -104,25 +114,33 @@ def build(
     select: Sequence[str] | None = None,
     *,
     exclude: Sequence[str] | None = None,
+    dbt_vars: str | None = None,
 ) -> None:
-    """``dbt build`` of the selection (dbt syntax), excluding ``exclude``."""
+    """``dbt build`` of the selection (dbt syntax), excluding ``exclude``, with ``--vars``."""
     arguments = ["build"]
     if select:
         arguments += ["--select", *select]
     if exclude:
         arguments += ["--exclude", *exclude]
+    if dbt_vars:
+        arguments += ["--vars", dbt_vars]
     run_dbt(workspace.project, arguments)
 
 
 def train(
-    workspace: Workspace, names: Sequence[str] | None, progress: Callable[[str], None] = print
+    workspace: Workspace,
+    names: Sequence[str] | None,
+    progress: Callable[[str], None] = print,
+    *,
+    force: bool = False,
 ) -> list[str]:
+    """Train each model unless nothing changed since its champion (``force`` retrains)."""
     lines = []
     models = workspace.models(names)
     with workspace.registry(progress=progress) as registry:
         for model in models:
-            _, status = train_model(registry.warehouse, registry, model, progress)
-            line = f"{model.name}: {status}"
+            result = train_model(registry.warehouse, registry, model, progress, force=force)
+            line = f"{model.name}: {result.message}"
             progress(line)
             lines.append(line)
     return lines
@@ -133,6 +151,7 @@ def score(
     names: Sequence[str] | None,
     *,
     version: int | None = None,
+    incremental: bool = False,
     progress: Callable[[str], None] = print,
 ) -> list[str]:
     lines = []
@@ -140,7 +159,12 @@ def score(
     with workspace.registry(progress=progress) as registry:
         for model in models:
             run = score_model(
-                registry.warehouse, registry, model, version=version, progress=progress
+                registry.warehouse,
+                registry,
+                model,
+                version=version,
+                incremental=incremental,
+                progress=progress,
             )
             line = (
                 f"{model.name}: {run.rows:,} rows into {run.predictions_table} "
@@ -149,6 +173,192 @@ def score(
             progress(line)
             lines.append(line)
     return lines
+
+
+def monitor(
+    workspace: Workspace, names: Sequence[str] | None, progress: Callable[[str], None] = print
+) -> list[MonitorResult]:
+    """Monitor each model's latest scoring run; return the results (status per model)."""
+    models = workspace.models(names)
+    with workspace.registry(progress=progress) as registry:
+        return [monitor_model(registry.warehouse, registry, model, progress) for model in models]
+
+
+def history(workspace: Workspace, name: str) -> str:
+    """The change log of a model: what each version changed, and its champion events."""
+    with workspace.registry(read_only=True) as registry:
+        versions = registry.versions(name)
+        if not versions:
+            raise MLError(
+                f"model {name} has no registered version", hint=f"train it: ml train {name}"
+            )
+        status = registry.status(name)
+        events = registry.champion_history(name)
+    lines = []
+    for version in versions:
+        row = version.row
+        lines.append(
+            f"v{version.version}  {row['created_at']:%Y-%m-%d %H:%M}  {status[version.version]:<10}"
+            f"  {version.algorithm}  test {row['metric']} {row['test_score']:.4f}"
+            f"  (trigger: {row.get('trigger') or 'requested'})"
+        )
+        lines += [f"    {change}" for change in describe_change_log(row.get("changes"))]
+        lines += [
+            f"    champion since {e['promoted_at']:%Y-%m-%d %H:%M}: {e['reason']}"
+            for e in events
+            if e["model_version"] == version.version
+        ]
+    return "\n".join(lines)
+
+
+def describe_change_log(changes_json: str | None) -> list[str]:
+    """Readable lines from a version's recorded changes."""
+    if not changes_json:
+        return []
+    changes = json.loads(changes_json)
+    if changes.get("first_version"):
+        return ["first version"]
+    lines = []
+    if "algorithm" in changes:
+        lines.append(f"algorithm: {changes['algorithm']['from']} -> {changes['algorithm']['to']}")
+    if "params" in changes:
+        lines.append(f"params: {changes['params']['from']} -> {changes['params']['to']}")
+    if "spec_keys" in changes:
+        lines.append(f"spec changed: {', '.join(changes['spec_keys'])}")
+    if "data_fingerprint" in changes:
+        lines.append("training data changed")
+    if "feature_sql_checksum" in changes:
+        lines.append("feature SQL changed")
+    if changes.get("library_versions"):
+        lines.append("library versions changed")
+    deltas = changes.get("test_metric_deltas") or {}
+    if deltas:
+        shown = ", ".join(
+            f"{k} {v:+.4f}" for k, v in sorted(deltas.items()) if not k.startswith("size_")
+        )
+        lines.append(f"test metrics vs v{changes['previous_version']}: {shown}")
+    return lines or ["nothing changed but the run itself"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `ml run` did per model, and the worst monitoring status."""
+
+    lines: list[str]
+    status: str
+
+
+def select_by_pattern(
+    models: list[MLModel], select: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[MLModel]:
+    """dbt-style selection of ML models by name, with shell wildcards (``customer_*``)."""
+    patterns = list(select or [])
+    unknown = [
+        p
+        for p in [*patterns, *(exclude or [])]
+        if not any(fnmatch.fnmatchcase(m.name, p) for m in models)
+    ]
+    if unknown:
+        raise MLError(
+            f"no ML model matches {unknown}; declared: {sorted(m.name for m in models)}",
+            hint="select by exposure name; wildcards like customer_* work",
+        )
+    chosen = [
+        m
+        for m in models
+        if (not patterns or any(fnmatch.fnmatchcase(m.name, p) for p in patterns))
+        and not any(fnmatch.fnmatchcase(m.name, p) for p in exclude or [])
+    ]
+    if not chosen:
+        raise MLError("the selection leaves no model to run", hint="check --select/--exclude")
+    return chosen
+
+
+def _retrain_trigger(
+    registry: Registry, model: MLModel, *, on_alert: bool, progress: Callable[[str], None]
+) -> str | None:
+    """Why the model must be retrained regardless of its fingerprint, if at all.
+
+    An alert triggers one retraining per champion: if the version trained for an alert did
+    not beat the champion, retraining again on the same data would not either.
+    """
+    champion = registry.champion(model.name)
+    if champion is None:
+        return None
+    status = last_status(registry.warehouse, model.name)
+    if status == "alert" and on_alert:
+        since = registry.champion_history(model.name)[-1]["promoted_at"]
+        tried = [
+            v
+            for v in registry.versions(model.name)
+            if v.row.get("trigger") == "monitoring alert" and v.row["created_at"] > since
+        ]
+        if not tried:
+            return "monitoring alert"
+        progress(
+            f"{model.name}: the alert persists; v{tried[-1].version} was trained for it "
+            f"and did not beat champion v{champion.version}: refresh the training data "
+            "or investigate the drift"
+        )
+    limit = model.spec.monitor.max_age_days
+    age = (now() - champion.row["created_at"]).days
+    if limit is not None and age > limit:
+        return f"champion is {age} days old (max_age_days {limit})"
+    return None
+
+
+def run(
+    workspace: Workspace,
+    select: Sequence[str] | None = None,
+    *,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
+    incremental: bool = False,
+    dbt_vars: str | None = None,
+    retrain_on_alert: bool = True,
+    progress: Callable[[str], None] = print,
+) -> RunSummary:
+    """The whole graph for the selected models: dbt build of what they need, train when
+    needed, score, monitor, then dbt build of what reads the ml tables."""
+    models = select_by_pattern(workspace.models(), select, exclude)
+    names = [m.name for m in models]
+    progress(f"[1/5] dbt build: everything {', '.join(names)} depend(s) on")
+    build(workspace, [f"+exposure:{name}" for name in names], dbt_vars=dbt_vars)
+    lines: dict[str, list[str]] = {name: [] for name in names}
+    statuses = []
+    with workspace.registry(progress=progress) as registry:
+        warehouse = registry.warehouse
+        progress("[2/5] train (skipped where nothing changed)")
+        for model in models:
+            trigger = _retrain_trigger(
+                registry, model, on_alert=retrain_on_alert, progress=progress
+            )
+            if trigger:
+                progress(f"{model.name}: retraining: {trigger}")
+            result = train_model(
+                warehouse,
+                registry,
+                model,
+                progress,
+                force=force or trigger is not None,
+                trigger=trigger or ("forced" if force else "scheduled run"),
+            )
+            lines[model.name].append(("trained " if result.trained else "") + result.message)
+        progress("[3/5] score")
+        for model in models:
+            scored = score_model(
+                warehouse, registry, model, incremental=incremental, progress=progress
+            )
+            lines[model.name].append(f"scored {scored.rows:,} rows into {scored.predictions_table}")
+        progress("[4/5] monitor")
+        for model in models:
+            result_monitor = monitor_model(warehouse, registry, model, progress)
+            statuses.append(result_monitor.status)
+            lines[model.name].append(f"monitoring {result_monitor.status}")
+    progress("[5/5] dbt build: what reads the ml tables")
+    build(workspace, ["source:ml+"], dbt_vars=dbt_vars)
+    status = max(statuses, key=STATUS_ORDER.__getitem__, default="ok")
+    return RunSummary([f"{name}: {'; '.join(parts)}" for name, parts in lines.items()], status)
 
 
 def models_table(workspace: Workspace, names: Sequence[str] | None = None) -> str:
@@ -252,20 +462,83 @@ def demo_summary(workspace: Workspace, models: list[MLModel]) -> list[str]:
     return lines
 
 
+#: dbt models rebuilt to move the scoring snapshot to another as-of date.
+SNAPSHOT_MODELS = [
+    "int_customer_as_of_dates_spined",
+    "int_customer_features_computed",
+    "customer_features_current",
+]
+
+
+def replay(
+    workspace: Workspace,
+    models: list[MLModel],
+    *,
+    months: int = 4,
+    progress: Callable[[str], None] = print,
+) -> list[MonitorResult]:
+    """Score and monitor the last ``months`` monthly as-of dates, oldest first, as a
+    monthly schedule would have: real drift, and outcomes known for each date."""
+    replayed = [m for m in models if m.outcomes is not None and m.spec.time_column]
+    if not replayed:
+        return []
+    time_column = replayed[0].spec.time_column
+    assert time_column is not None
+    with workspace.warehouse(read_only=True, progress=progress) as warehouse:
+        outcomes = replayed[0].outcomes
+        assert outcomes is not None
+        table = warehouse.table(outcomes.name, schema=outcomes.schema)
+        dates = (
+            warehouse.read_arrow(
+                table.select(time_column).distinct().order_by(ibis.desc(time_column)).limit(months)
+            )
+            .column(time_column)
+            .to_pylist()
+        )
+    results = []
+    for as_of in sorted(dates):
+        progress(f"replay: scoring the snapshot as of {as_of}")
+        run_dbt(
+            workspace.project,
+            [
+                "build",
+                "--select",
+                *SNAPSHOT_MODELS,
+                "--vars",
+                json.dumps({"scoring_as_of_date": str(as_of)}),
+            ],
+            quiet=True,
+        )
+        with workspace.registry(progress=progress) as registry:
+            for model in replayed:
+                score_model(registry.warehouse, registry, model, progress=lambda _: None)
+                results.append(monitor_model(registry.warehouse, registry, model, progress))
+    return results
+
+
 def demo(
     workspace: Workspace, params: JaffleParams, progress: Callable[[str], None] = print
 ) -> list[str]:
-    """Load the demo data, build with dbt, train when no champion exists, score, summarise."""
+    """Load, build, train (skipped when unchanged), replay a few months of scheduled
+    scoring with monitoring the first time, then `ml run` everything and write reports."""
     load(workspace, params, progress=progress)
     build(workspace, exclude=["source:ml+"])
     models = workspace.models()
-    with workspace.registry(read_only=True) as registry:
-        untrained = [m.name for m in models if registry.champion(m.name) is None]
-    if untrained:
-        train(workspace, untrained, progress)
-    else:
-        progress("every model has a champion; retrain with: ml train NAME")
-    score(workspace, [m.name for m in models], progress=progress)
-    build(workspace, ["source:ml+"])
+    train(workspace, None, progress)
+    with workspace.registry(read_only=True, progress=progress) as registry:
+        fresh = [
+            m
+            for m in models
+            if last_monitored_at(registry.warehouse, m.name) is None
+            or last_monitored_at(registry.warehouse, m.name)
+            < registry.versions(m.name)[-1].row["created_at"]
+        ]
+    replay(workspace, fresh, progress=progress)
+    # The demo shows alerts; acting on them is `ml run`'s job (and the tests').
+    summary = run(workspace, retrain_on_alert=False, progress=progress)
     paths = report(workspace, [m.name for m in models], progress=progress)
-    return [*demo_summary(workspace, models), *[f"report: {path}" for path in paths]]
+    return [
+        *demo_summary(workspace, models),
+        *[f"{line}" for line in summary.lines],
+        *[f"report: {path}" for path in paths],
+    ]

@@ -29,6 +29,16 @@ def project_environment(directory: Path) -> dict[str, str]:
     }
 
 
+def copy_dbt_project(root: Path) -> Path:
+    """A copy of the repository's dbt project under ``root`` (to edit in a test); returns
+    its ``dbt_project`` folder."""
+    destination = root / "dbt_project"
+    shutil.copytree(
+        REPO_ROOT / "dbt_project", destination, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    return destination
+
+
 def make_project(directory: Path) -> Project:
     """The repository's dbt project pointed at a warehouse and artefacts inside ``directory``."""
     return Project.at(REPO_ROOT, environ=project_environment(directory))

@@ -207,7 +207,7 @@ def test_reports_embed_every_plot_and_work_offline(trained: Project) -> None:
 
 def test_the_report_compares_with_the_previous_champion(trained: Project) -> None:
     workspace = Workspace.open(trained)
-    train(workspace, ["customer_segments"], progress=lambda _: None)
+    train(workspace, ["customer_segments"], force=True, progress=lambda _: None)
     with workspace.registry() as registry:
         registry.promote("customer_segments", 2, reason="test")
     [path] = report(workspace, ["customer_segments"], progress=lambda _: None)

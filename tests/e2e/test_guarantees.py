@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from ml.project import Project
 from ml.registry import ML_SCHEMA
 from ml.workflow import Workspace
-from tests.conftest import make_project, open_warehouse, project_environment
+from tests.conftest import copy_dbt_project, make_project, open_warehouse, project_environment
 from tests.e2e.conftest import copy_project as _copy
 from tests.e2e.conftest import snapshot as _snapshot
 from tests.e2e.conftest import table as _table
@@ -89,9 +88,10 @@ def test_sigkill_mid_scoring_leaves_old_or_complete_predictions(big: Project) ->
     assert full["rows"] == 41_188 * BIG_COPIES and len(full["runs"]) == 1
     rng = random.Random(20261203)
     for attempt in range(3):
-        _start_and_kill_mid_stream(
+        process = _start_and_kill_mid_stream(
             big, ["score", "bank_term_deposit"], "scored ", delay=rng.uniform(0.0, 2.0)
         )
+        assert process.returncode == -signal.SIGKILL  # killed mid-stream, not after
         after = _predictions(big)
         assert after == full, f"attempt {attempt}: predictions changed by a killed run"
     # Each run marks its killed predecessor failed before starting; the last one waits.
@@ -117,16 +117,20 @@ def test_sigkill_mid_training_never_leaves_a_row_without_artefact_or_the_reverse
 ) -> None:
     rng = random.Random(7)
     for _ in range(3):
-        _start_and_kill_mid_stream(
-            trained, ["train", "customer_segments"], "setting(s)", delay=rng.uniform(0.0, 1.5)
+        process = _start_and_kill_mid_stream(
+            trained,
+            ["train", "customer_segments", "--force"],
+            "setting(s)",
+            delay=rng.uniform(0.0, 0.3),
         )
+        assert process.returncode == -signal.SIGKILL  # killed while training, not after
         _assert_rows_have_artefacts(trained)
     # A kill between writing the artefact and committing its row leaves an orphan file;
     # simulate one exactly, then let the next writer recover.
     orphan = trained.artifacts_dir / "customer_segments" / "v99.skops"
     orphan.write_bytes(b"written by a killed run")
     completed = subprocess.run(
-        [ML, "train", "customer_segments"],
+        [ML, "train", "customer_segments", "--force"],
         env=_env(trained),
         capture_output=True,
         text=True,
@@ -319,11 +323,7 @@ def test_malformed_yaml_is_a_clear_error_and_writes_nothing(
     trained: Project, tmp_path: Path
 ) -> None:
     root = tmp_path / "repo"
-    shutil.copytree(
-        trained.root / "dbt_project",
-        root / "dbt_project",
-        ignore=shutil.ignore_patterns("target", "logs"),
-    )
+    copy_dbt_project(root)
     broken = root / "dbt_project" / "models" / "ml" / "_ml__exposures.yml"
     broken.write_text(broken.read_text().replace("type: ml\n", "type: [ml\n", 1))
     before = _snapshot(trained)

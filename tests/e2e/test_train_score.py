@@ -124,7 +124,7 @@ def test_predictions_in_the_warehouse_equal_the_pipelines_own(trained_template: 
 
 def test_retraining_is_reproducible_and_an_equal_model_stays_challenger(trained: Project) -> None:
     workspace = Workspace.open(trained)
-    lines = train(workspace, ["customer_high_value"], progress=lambda _: None)
+    lines = train(workspace, ["customer_high_value"], force=True, progress=lambda _: None)
     assert lines == [lines[0]] and "v2 challenger" in lines[0]
     versions = [
         r
@@ -157,7 +157,7 @@ def test_retraining_is_reproducible_and_an_equal_model_stays_challenger(trained:
 
 def test_promote_and_rollback(trained: Project) -> None:
     workspace = Workspace.open(trained)
-    train(workspace, ["customer_segments"], progress=lambda _: None)
+    train(workspace, ["customer_segments"], force=True, progress=lambda _: None)
     with workspace.registry() as registry:
         assert registry.status("customer_segments") == {1: "champion", 2: "challenger"}
         registry.promote("customer_segments", 2, reason="test")
@@ -178,10 +178,12 @@ def test_a_better_model_becomes_champion(trained: Project) -> None:
     model = workspace.models(["customer_high_value"])[0]
     weak = _with_spec(model, candidates={"decision_tree": {"max_depth": [1]}})
     with workspace.registry() as registry:
-        _, status = train_model(registry.warehouse, registry, weak, lambda _: None)
+        status = train_model(registry.warehouse, registry, weak, lambda _: None).message
         assert "challenger" in status  # the stump does not beat the v1 champion
         registry.promote(model.name, 2, reason="make the stump champion")
-        _, status = train_model(registry.warehouse, registry, model, lambda _: None)
+        status = train_model(
+            registry.warehouse, registry, model, lambda _: None, force=True
+        ).message
         assert status.startswith("v3 champion (test roc_auc")
         assert registry.status(model.name)[3] == "champion"
 
@@ -346,7 +348,7 @@ def test_bad_training_input_is_a_clear_error_and_writes_nothing(
     with open_warehouse(trained) as warehouse:
         registry = Registry(warehouse, trained.artifacts_dir)
         if message is None:  # text in a numeric-looking column is categorical, not an error
-            _, status = train_model(warehouse, registry, model, lambda _: None)
+            status = train_model(warehouse, registry, model, lambda _: None).message
             assert status.startswith("v1")
             return
         with pytest.raises(MLError, match=message):

@@ -3,7 +3,6 @@
 import ast
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from ml.dbt import resolve_target
 from ml.errors import MLError
 from ml.project import Project
 from ml.warehouse import Warehouse
+from tests.conftest import copy_dbt_project
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ml"
 SECRET = "s3cr3t-Pa55w0rd"
@@ -42,11 +42,7 @@ warehouse_ml:
 @pytest.fixture
 def project_with_secret(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
-    shutil.copytree(
-        PACKAGE.parent / "dbt_project",
-        root / "dbt_project",
-        ignore=shutil.ignore_patterns("target", "logs"),
-    )
+    copy_dbt_project(root)
     (root / "dbt_project" / "profiles.yml").write_text(PROFILE)
     return root
 

@@ -1,5 +1,6 @@
 -- The grain of every customer feature row: each customer at each monthly as-of date after
--- their first order, plus the current snapshot date (the day after the last order seen).
+-- their first order, plus the current snapshot date: the day after the last order seen, or
+-- the var scoring_as_of_date (to replay scoring at a past date, as a scheduler would have).
 -- A row's label window [as_of_date, as_of_date + horizon) is complete when it ends before
 -- the data does; only such rows are used for training.
 with
@@ -10,7 +11,12 @@ orders as (
 
 data_end as (
     select
+        {{ dbt.dateadd('day', 1, dbt.date_trunc('day', 'max(ordered_at)')) }} as end_of_data_date,
+        {% if var('scoring_as_of_date', none) -%}
+        cast('{{ var("scoring_as_of_date") }}' as date) as current_as_of_date
+        {%- else -%}
         {{ dbt.dateadd('day', 1, dbt.date_trunc('day', 'max(ordered_at)')) }} as current_as_of_date
+        {%- endif %}
     from orders
 ),
 
@@ -25,9 +31,10 @@ as_of_dates as (
         monthly_as_of_dates.as_of_date,
         false as is_current_snapshot,
         {{ dbt.dateadd('day', var('label_horizon_days'), 'monthly_as_of_dates.as_of_date') }}
-            <= data_end.current_as_of_date as is_label_window_complete
+            <= data_end.end_of_data_date as is_label_window_complete
     from monthly_as_of_dates
     cross join data_end
+    where monthly_as_of_dates.as_of_date <> cast(data_end.current_as_of_date as date)
     union all
     select
         cast(current_as_of_date as date) as as_of_date,

@@ -1,5 +1,6 @@
--- Scoring table: every customer at the current as-of date (the day after the last order),
--- with the same features as customer_features and no labels (the future is unknown).
+-- Scoring table: every customer at the current as-of date (the day after the last order,
+-- or the var scoring_as_of_date), with the same features as customer_features and no
+-- labels (the future is unknown).
 with
 
 features as (
@@ -10,20 +11,7 @@ final as (
     select
         customer_id,
         as_of_date,
-        preferred_store_name,
-        tenure_days,
-        recency_days,
-        count_orders,
-        count_orders_last_30d,
-        count_orders_last_90d,
-        lifetime_spend,
-        spend_last_30d,
-        spend_prior_30d,
-        spend_last_90d,
-        spend_trend_30d,
-        avg_order_value,
-        food_item_share,
-        weekend_order_share
+        {{ customer_feature_columns() | join(',\n        ') }}
     from features
     where is_current_snapshot
 )
