@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check ml tests
-	$(BIN)/ruff format --check ml tests
+	$(BIN)/ruff check ml tests bench
+	$(BIN)/ruff format --check ml tests bench
 	$(BIN)/mypy
 
 clean:

@@ -168,8 +168,12 @@ def read_bank_marketing(directory: Path, *, expected_md5: str = BANK_MARKETING_M
 
 
 def table_fingerprint(table: pa.Table) -> str:
-    """sha256 of a table's Arrow IPC serialisation: equal tables give equal fingerprints."""
+    """sha256 of a table's Arrow IPC serialisation: equal tables give equal fingerprints.
+
+    Chunks are combined first: an engine splits the same rows into batches differently
+    from run to run (parallel scans), and the serialisation would follow the split.
+    """
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+        writer.write_table(table.combine_chunks())
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -274,9 +275,30 @@ class Warehouse:
             )
             rows += first.num_rows
             for batch in batches:
-                self._backend.insert(name, pa.Table.from_batches([batch]), database=schema)
+                self._insert_arrow(name, pa.Table.from_batches([batch]), schema=schema)
                 rows += batch.num_rows
         return int(rows)
+
+    def _insert_arrow(self, name: str, data: pa.Table, *, schema: str) -> None:
+        """Insert Arrow rows by registering them with the engine for one INSERT ... SELECT,
+        then unregistering them, so no batch stays referenced after it is written."""
+        view = f"ml_batch_{uuid.uuid4().hex}"
+        connection = self._backend.con
+        connection.register(view, data)
+        try:
+            target = sge.Table(
+                this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
+            )
+            statement = sge.insert(
+                sge.select(*(sge.column(c, quoted=True) for c in data.column_names)).from_(
+                    sge.to_identifier(view, quoted=True)
+                ),
+                into=target,
+                columns=[sge.to_identifier(c, quoted=True) for c in data.column_names],
+            )
+            self._backend.raw_sql(statement)
+        finally:
+            connection.unregister(view)
 
     def update(
         self, name: str, *, schema: str, values: Mapping[str, Any], where: Mapping[str, Any]

@@ -81,3 +81,14 @@ def _bank_dir() -> Path:
     from ml.project import Project
 
     return Project.at(Path(__file__).resolve().parents[2]).bank_dir
+
+
+def test_the_fingerprint_ignores_how_rows_are_split_into_batches() -> None:
+    import pyarrow as pa
+
+    table = pa.table({"a": list(range(100)), "b": [str(i) for i in range(100)]})
+    rebatched = pa.Table.from_batches(table.to_batches(max_chunksize=7))
+    assert rebatched.column("a").num_chunks > 1
+    assert demo_data.table_fingerprint(rebatched) == demo_data.table_fingerprint(table)
+    changed = table.set_column(0, "a", pa.array([*range(99), 1000]))
+    assert demo_data.table_fingerprint(changed) != demo_data.table_fingerprint(table)
