@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ml.errors import MLError
@@ -153,7 +154,7 @@ def read_bank_marketing(directory: Path, *, expected_md5: str = BANK_MARKETING_M
     if not path.is_file():
         raise MLError(
             f"bank marketing data not found: {path}",
-            hint="put the UCI file bank-additional-full.csv there, or pass --bank-dir DIR",
+            hint="put the UCI file bank-additional-full.csv there, or set WAREHOUSE_ML_BANK_DIR",
         )
     actual = file_md5(path)
     if actual != expected_md5:
@@ -168,12 +169,27 @@ def read_bank_marketing(directory: Path, *, expected_md5: str = BANK_MARKETING_M
 
 
 def table_fingerprint(table: pa.Table) -> str:
-    """sha256 of a table's Arrow IPC serialisation: equal tables give equal fingerprints.
+    """sha256 of a table's logical content: equal tables give equal fingerprints.
 
-    Chunks are combined first: an engine splits the same rows into batches differently
-    from run to run (parallel scans), and the serialisation would follow the split.
+    Hashes, per column, the NULL mask and the non-NULL values, never raw Arrow buffers: an
+    engine may leave arbitrary bytes under NULL slots and split rows into batches
+    differently from run to run, and neither changes the data.
     """
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+    digest = hashlib.sha256(table.schema.serialize().to_pybytes())
+    digest.update(table.num_rows.to_bytes(8, "little"))
+    for column in table.columns:
+        array = column.combine_chunks()
+        nulls = pc.is_null(array).to_numpy(zero_copy_only=False)
+        digest.update(np.packbits(nulls).tobytes())
+        values = pc.drop_null(array)
+        kind = values.type
+        if (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_temporal(kind)
+        ):
+            digest.update(np.ascontiguousarray(values.to_numpy(zero_copy_only=False)).tobytes())
+        else:
+            digest.update("\x1f".join(map(str, values.to_pylist())).encode())
+    return digest.hexdigest()

@@ -279,31 +279,39 @@ def _retrain_trigger(
 ) -> str | None:
     """Why the model must be retrained regardless of its fingerprint, if at all.
 
-    An alert triggers one retraining per champion: if the version trained for an alert did
+    Each reason triggers one retraining per champion: if the version trained for it did
     not beat the champion, retraining again on the same data would not either.
     """
     champion = registry.champion(model.name)
     if champion is None:
         return None
-    status = last_status(registry.warehouse, model.name)
-    if status == "alert" and on_alert:
-        since = registry.champion_history(model.name)[-1]["promoted_at"]
-        tried = [
-            v
-            for v in registry.versions(model.name)
-            if v.row.get("trigger") == "monitoring alert" and v.row["created_at"] > since
-        ]
-        if not tried:
-            return "monitoring alert"
-        progress(
-            f"{model.name}: the alert persists; v{tried[-1].version} was trained for it "
-            f"and did not beat champion v{champion.version}: refresh the training data "
-            "or investigate the drift"
-        )
+    # (how the trigger starts, the trigger, what to say when it was already tried)
+    reasons = []
+    if on_alert and last_status(registry.warehouse, model.name) == "alert":
+        reasons.append(("monitoring alert", "monitoring alert", "the alert persists"))
     limit = model.spec.monitor.max_age_days
     age = (now() - champion.row["created_at"]).days
     if limit is not None and age > limit:
-        return f"champion is {age} days old (max_age_days {limit})"
+        reasons.append(
+            (
+                "champion is",
+                f"champion is {age} days old (max_age_days {limit})",
+                "the champion is still too old",
+            )
+        )
+    since = registry.champion_history(model.name)[-1]["promoted_at"]
+    for kind, reason, persisting in reasons:
+        tried = [
+            v
+            for v in registry.versions(model.name)
+            if (v.row.get("trigger") or "").startswith(kind) and v.row["created_at"] > since
+        ]
+        if not tried:
+            return reason
+        progress(
+            f"{model.name}: {persisting}; v{tried[-1].version} was trained for it and did not "
+            f"beat champion v{champion.version}: refresh the training data or investigate"
+        )
     return None
 
 

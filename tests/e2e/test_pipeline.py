@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,24 @@ def test_run_selection_and_exit_codes(trained: Project) -> None:
     summary = excluded.stdout.split("ml run summary")[1]
     assert "customer_high_value:" in summary
     assert "customer_segments" not in summary and "bank_term_deposit" not in summary
+
+
+def test_a_champion_older_than_max_age_days_is_retrained(trained: Project) -> None:
+    name = "customer_high_value"  # its spec says max_age_days: 90
+    with open_warehouse(trained) as warehouse:
+        old = _versions(trained, name)[0]["created_at"] - timedelta(days=100)
+        warehouse.update(
+            "model_versions",
+            schema="ml",
+            values={"created_at": old},
+            where={"model_name": name, "model_version": 1},
+        )
+    completed = _ml(trained, "run", name)
+    assert "retraining: champion is 100 days old (max_age_days 90)" in completed.stdout, (
+        completed.stdout + completed.stderr
+    )
+    versions = _versions(trained, name)
+    assert len(versions) == 2 and versions[1]["trigger"].startswith("champion is 100 days old")
+    again = _ml(trained, "run", name)
+    assert "the champion is still too old; v2 was trained for it" in again.stdout
+    assert len(_versions(trained, name)) == 2

@@ -92,3 +92,21 @@ def test_the_fingerprint_ignores_how_rows_are_split_into_batches() -> None:
     assert demo_data.table_fingerprint(rebatched) == demo_data.table_fingerprint(table)
     changed = table.set_column(0, "a", pa.array([*range(99), 1000]))
     assert demo_data.table_fingerprint(changed) != demo_data.table_fingerprint(table)
+
+
+def test_the_fingerprint_ignores_bytes_under_null_slots() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    validity = pa.array([True, False, True]).buffers()[1]
+    arrays = [
+        pa.Array.from_buffers(
+            pa.float64(), 3, [validity, pa.py_buffer(np.array([1.0, garbage, 3.0]).tobytes())]
+        )
+        for garbage in (0.0, 123.456)
+    ]
+    assert arrays[0].to_pylist() == arrays[1].to_pylist() == [1.0, None, 3.0]
+    tables = [pa.table({"x": a}) for a in arrays]
+    assert demo_data.table_fingerprint(tables[0]) == demo_data.table_fingerprint(tables[1])
+    other = pa.table({"x": pa.array([1.0, 2.0, 3.0])})
+    assert demo_data.table_fingerprint(other) != demo_data.table_fingerprint(tables[0])
