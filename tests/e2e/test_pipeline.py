@@ -244,8 +244,8 @@ def test_run_selection_and_exit_codes(trained: Project) -> None:
 
 def test_a_champion_older_than_max_age_days_is_retrained(trained: Project) -> None:
     name = "customer_high_value"  # its spec says max_age_days: 90
+    old = _versions(trained, name)[0]["created_at"] - timedelta(days=100)
     with open_warehouse(trained) as warehouse:
-        old = _versions(trained, name)[0]["created_at"] - timedelta(days=100)
         warehouse.update(
             "model_versions",
             schema="ml",
@@ -258,6 +258,10 @@ def test_a_champion_older_than_max_age_days_is_retrained(trained: Project) -> No
     )
     versions = _versions(trained, name)
     assert len(versions) == 2 and versions[1]["trigger"].startswith("champion is 100 days old")
+    # Age retrains once per champion (the demo data drifts, so the next run may still
+    # retrain once for a monitoring alert; never again for age).
+    _ml(trained, "run", name)
     again = _ml(trained, "run", name)
     assert "the champion is still too old; v2 was trained for it" in again.stdout
-    assert len(_versions(trained, name)) == 2
+    triggers = [v["trigger"] for v in _versions(trained, name)]
+    assert sum(t.startswith("champion is") for t in triggers) == 1, triggers
