@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ml.errors import MLError
 
@@ -112,7 +111,3 @@ def target_array(table: pa.Table, column: str, task: str) -> np.ndarray:
         values = values.cast(pa.float64())
     labels: np.ndarray = np.asarray(values.to_pylist())
     return labels
-
-
-def null_count(table: pa.Table, column: str) -> int:
-    return int(pc.sum(pc.is_null(table.column(column))).as_py() or 0)

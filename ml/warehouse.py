@@ -351,6 +351,3 @@ class Warehouse:
 
     def drop_table(self, name: str, *, schema: str) -> None:
         self._backend.drop_table(name, database=schema, force=True)
-
-    def memtable(self, data: pa.Table) -> ir.Table:
-        return ibis.memtable(data)
