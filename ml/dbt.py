@@ -1,4 +1,4 @@
-"""dbt invocation (in-process, through dbtRunner) and access to its profile and manifest."""
+"""dbt invocation (in a child process) and access to its profile and manifest."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class Target:
     type: str
     schema: str
     path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The engine settings of the output (dbt-duckdb's ``settings``, e.g. ``memory_limit``),
+    applied by the Python layer too, so both sides of the pipeline run under the same limits."""
 
 
 def _render(value: Any, environ: Mapping[str, str]) -> Any:
@@ -83,7 +86,20 @@ def resolve_target(project: Project, *, environ: Mapping[str, str] | None = None
         path = Path(path)
         if not path.is_absolute():
             path = (project.dbt_dir / path).resolve()
-    return Target(name=name, type=output["type"], schema=output.get("schema", "main"), path=path)
+    settings = output.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise MLError(
+            f"settings of dbt target {name!r} in {profiles_path} must be a mapping, "
+            f"not {settings!r}",
+            hint="write them as `settings:` followed by indented `key: value` lines",
+        )
+    return Target(
+        name=name,
+        type=output["type"],
+        schema=output.get("schema", "main"),
+        path=path,
+        settings=settings,
+    )
 
 
 def _dbt_executable() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from ml.errors import MLError
 from ml.frames import to_model_frame
 from ml.registry import ML_SCHEMA, ModelVersion, Registry, now
 from ml.spec import MLModel
-from ml.warehouse import Warehouse
+from ml.warehouse import StagedTable, Warehouse
 
 SCORING_RUNS = "scoring_runs"
 SCORING_RUNS_SCHEMA = pa.schema(
@@ -204,9 +203,16 @@ def score_model(
     try:
         reader = warehouse.stream(candidates, batch_size=model.spec.score.batch_size)
         batches = _prediction_batches(reader, pipeline, model, chosen, run_id, started_at, progress)
-        with warehouse.transaction():
-            rows = _write(warehouse, model, batches, mode=mode, keys=keys, run_id=run_id)
-            _finish(warehouse, run_id, started, status="succeeded", rows=rows)
+        # Staged batch by batch (bounded memory, invisible to readers), then published
+        # together with the history rows and the ledger update in one short transaction.
+        staged = warehouse.stage(model.predictions_table, batches, schema=ML_SCHEMA)
+        try:
+            with warehouse.transaction():
+                rows = _publish(warehouse, model, staged, mode=mode, keys=keys, run_id=run_id)
+                _finish(warehouse, run_id, started, status="succeeded", rows=rows)
+        finally:
+            if staged is not None:
+                warehouse.drop_staged(staged)
     except BaseException as error:
         _finish(warehouse, run_id, started, status="failed", error=str(error) or repr(error))
         raise
@@ -241,38 +247,38 @@ def _incremental_rows(
     return "incremental", candidates.anti_join(known, [*keys, "features_hash"])
 
 
-def _write(
+def _publish(
     warehouse: Warehouse,
     model: MLModel,
-    batches: Iterator[pa.RecordBatch],
+    staged: StagedTable | None,
     *,
     mode: str,
     keys: list[str],
     run_id: str,
 ) -> int:
-    """Write the scored rows (inside the caller's transaction); return how many."""
+    """Make the staged rows the predictions (inside the caller's transaction) and add them
+    to the history; return how many rows were scored.
+
+    A full run replaces the table; an incremental run's rows replace those of the same
+    entities and leave the others as they were.
+    """
+    if staged is None:
+        return 0  # incremental, nothing new or changed: the table stays as it is
     table = model.predictions_table
-    history = f"{table}_history"
     if mode == "full":
-        rows = warehouse.replace_table(table, batches, schema=ML_SCHEMA)
+        warehouse.swap_in(staged, table)
     else:
-        first = next(batches, None)
-        if first is None:
-            return 0  # nothing new or changed: the table stays as it is
-        incoming = f"{table}__incoming"
-        rows = warehouse.replace_table(
-            incoming, itertools.chain([first], batches), schema=ML_SCHEMA
-        )
-        new = warehouse.table(incoming, schema=ML_SCHEMA)
+        new = warehouse.table(staged.name, schema=ML_SCHEMA)
         old = warehouse.table(table, schema=ML_SCHEMA)
         kept = old.anti_join(new.select(*keys), keys).select(*new.columns)
         warehouse.replace_table(table, kept.union(new), schema=ML_SCHEMA)
-        warehouse.drop_table(incoming, schema=ML_SCHEMA)
     predictions = warehouse.table(table, schema=ML_SCHEMA)
     warehouse.append(
-        history, predictions.filter(predictions.scoring_run_id == run_id), schema=ML_SCHEMA
+        f"{table}_history",
+        predictions.filter(predictions.scoring_run_id == run_id),
+        schema=ML_SCHEMA,
     )
-    return rows
+    return staged.rows
 
 
 def _record(warehouse: Warehouse, row: dict[str, Any]) -> None:
@@ -305,13 +311,17 @@ def _finish(
 
 
 def recover_interrupted_runs(warehouse: Warehouse) -> list[str]:
-    """Mark runs left ``running`` by a killed process as failed.
+    """Mark runs left ``running`` by a killed process as failed; drop what they staged.
 
     Only called by a process holding the warehouse's write lock, so no other run can be
     in progress.
     """
+    notes = [
+        f"dropped {name}, staged by a scoring run that never finished"
+        for name in warehouse.drop_stale_staging(schema=ML_SCHEMA)
+    ]
     if not warehouse.has_table(SCORING_RUNS, schema=ML_SCHEMA):
-        return []
+        return notes
     runs = warehouse.table(SCORING_RUNS, schema=ML_SCHEMA)
     stale = warehouse.read_arrow(
         runs.filter(runs.status == "running").select("scoring_run_id", "model_name")
@@ -323,7 +333,7 @@ def recover_interrupted_runs(warehouse: Warehouse) -> list[str]:
             values={"status": "failed", "error": "interrupted: the process ended mid-run"},
             where={"scoring_run_id": row["scoring_run_id"]},
         )
-    return [
+    return notes + [
         f"scoring run {row['scoring_run_id'][:8]} of {row['model_name']} was interrupted; "
         "marked failed (its predictions were never committed)"
         for row in stale

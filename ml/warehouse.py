@@ -7,6 +7,7 @@ identifiers (quoted by its compiler), never formatted into SQL.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -27,8 +28,24 @@ from ml.dbt import Target
 from ml.errors import MLError
 
 LOCK_TIMEOUT_ENV = "WAREHOUSE_ML_LOCK_TIMEOUT"
+STAGING_PREFIX = "_ml_staging__"
 DEFAULT_LOCK_TIMEOUT = 60.0
 _LOCK_HOLDER = re.compile(r"Could not set lock on file .*\(PID (\d+)\)")
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedTable:
+    """Rows written under a reserved name, waiting to be swapped in (:meth:`Warehouse.stage`)."""
+
+    schema: str
+    name: str
+    rows: int
+
+
+def _qualified(name: str, schema: str) -> sge.Table:
+    return sge.Table(
+        this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
+    )
 
 
 class Warehouse:
@@ -42,7 +59,7 @@ class Warehouse:
         self._backend = backend
         self.target = target
         self._transaction_depth = 0
-        self._cursors: list[Any] = []
+        self._streams: list[tuple[pa.RecordBatchReader, Any]] = []
 
     @classmethod
     def open(
@@ -66,7 +83,8 @@ class Warehouse:
         create
             Create the warehouse file when it does not exist (only loading does).
         memory_limit
-            Cap the engine's memory (e.g. ``"1GB"``), for bounded streaming.
+            Cap the engine's memory (e.g. ``"1GB"``); by default the profile's
+            ``settings.memory_limit`` applies, as it does for dbt.
         lock_timeout
             Seconds to wait while another process holds the warehouse's write lock
             (a DuckDB file has one writer at a time), before failing with a clear error.
@@ -87,7 +105,7 @@ class Warehouse:
                 hint="create it first: ml load && ml build (or make demo)",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"read_only": read_only}
+        options: dict[str, Any] = {**target.settings, "read_only": read_only}
         if memory_limit is not None:
             options["memory_limit"] = memory_limit
         deadline = time.monotonic() + lock_timeout
@@ -98,6 +116,13 @@ class Warehouse:
                 break
             except duckdb.Error as error:
                 holder = _LOCK_HOLDER.search(str(error))
+                if isinstance(error, duckdb.ProgrammingError) and target.settings:
+                    raise MLError(
+                        f"cannot open warehouse {path} with the settings of dbt target "
+                        f"{target.name!r} ({dict(target.settings)}): {error}",
+                        hint="fix `settings:` of that output in dbt_project/profiles.yml "
+                        "(DuckDB configuration options, e.g. memory_limit: 2GB)",
+                    ) from error
                 if holder is None:
                     raise MLError(
                         f"cannot open warehouse {path}: {error}",
@@ -121,7 +146,10 @@ class Warehouse:
         return cls(backend, target=target)
 
     def close(self) -> None:
-        for cursor in self._cursors:
+        # A stream left open (say, held by a traceback) would keep the engine's instance
+        # alive, and opening the same file again in this process would then hang.
+        for reader, cursor in self._streams:
+            reader.close()
             cursor.close()
         self._backend.disconnect()
 
@@ -171,8 +199,8 @@ class Warehouse:
         """
         sql = self._backend.compile(expr)
         cursor = self._backend.con.cursor()
-        self._cursors.append(cursor)
         reader: pa.RecordBatchReader = cursor.execute(sql).to_arrow_reader(batch_size)
+        self._streams.append((reader, cursor))
         return reader
 
     # writes ----------------------------------------------------------------------------
@@ -196,15 +224,21 @@ class Warehouse:
         except BaseException as error:
             with contextlib.suppress(duckdb.Error):
                 connection.rollback()
-            if isinstance(error, duckdb.Error | OSError):
-                raise MLError(
-                    f"writing to warehouse {self.target.path} failed: {error}; "
-                    "the transaction was rolled back, nothing was changed",
-                    hint="check free disk space and write permission on the warehouse folder",
-                ) from error
+            if failure := self._write_error(error, "the transaction was rolled back"):
+                raise failure from error
             raise
         finally:
             self._transaction_depth = 0
+
+    def _write_error(self, error: BaseException, undone: str) -> MLError | None:
+        """The engine's or the OS's write failure as an :class:`MLError` (None for others)."""
+        if not isinstance(error, duckdb.Error | OSError):
+            return None
+        return MLError(
+            f"writing to warehouse {self.target.path} failed: {error}; "
+            f"{undone}, nothing was changed",
+            hint="check free disk space and write permission on the warehouse folder",
+        )
 
     def ensure_schema(self, schema: str) -> None:
         if schema not in self._backend.list_databases():
@@ -234,9 +268,7 @@ class Warehouse:
         new = ibis.schema(data.schema) if isinstance(data, pa.Table) else data.schema()
         existing = set(self._backend.table(name, database=schema).columns)
         missing = ibis.schema({k: v for k, v in new.items() if k not in existing})
-        target = sge.Table(
-            this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
-        )
+        target = _qualified(name, schema)
         with self.transaction():
             for column in missing.to_sqlglot_column_defs(self._backend.dialect):
                 self._backend.raw_sql(sge.Alter(this=target, kind="TABLE", actions=[column]))
@@ -245,39 +277,93 @@ class Warehouse:
     def replace_table(
         self,
         name: str,
-        batches: Iterator[pa.RecordBatch] | pa.Table | ir.Table,
+        data: Iterator[pa.RecordBatch] | pa.Table | ir.Table,
         *,
         schema: str,
     ) -> int:
-        """Replace ``schema.name`` with the given rows in one transaction; return the row count.
+        """Replace ``schema.name`` with the given rows atomically; return the row count.
 
-        ``batches`` may be Arrow data or an Ibis expression (computed in the warehouse, even
-        when it reads the table it replaces). Readers and a crash mid-write see either the
-        old table or the complete new one.
+        ``data`` may be an Ibis expression (computed in the warehouse, even when it reads
+        the table it replaces), an Arrow table, or an iterator of record batches, which is
+        staged batch by batch (:meth:`stage`) and then swapped in, so memory stays bounded
+        whatever the row count. Readers and a crash mid-write see either the old table or
+        the complete new one.
         """
-        if isinstance(batches, ir.Table):
+        if isinstance(data, ir.Table | pa.Table):
             with self.transaction():
                 self.ensure_schema(schema)
-                created = self._backend.create_table(name, batches, database=schema, overwrite=True)
+                created = self._backend.create_table(name, data, database=schema, overwrite=True)
                 return self.count(created)
-        if isinstance(batches, pa.Table):
-            batches = iter(
-                batches.to_batches() or [pa.RecordBatch.from_pylist([], schema=batches.schema)]
-            )
-        rows = 0
-        with self.transaction():
-            self.ensure_schema(schema)
-            first = next(batches, None)
-            if first is None:
-                raise ValueError(f"no rows to write into {schema}.{name}")
-            self._backend.create_table(
-                name, pa.Table.from_batches([first]), database=schema, overwrite=True
-            )
-            rows += first.num_rows
+        staged = self.stage(name, data, schema=schema)
+        if staged is None:
+            raise ValueError(f"no rows to write into {schema}.{name}")
+        try:
+            with self.transaction():
+                self.swap_in(staged, name)
+        finally:
+            self.drop_staged(staged)
+        return staged.rows
+
+    def stage(
+        self, name: str, batches: Iterator[pa.RecordBatch], *, schema: str
+    ) -> StagedTable | None:
+        """Write record batches into a new staging table for ``schema.name``, committing
+        batch by batch; return it, or ``None`` when no batch came.
+
+        A transaction keeps bookkeeping for every statement until it commits, so a
+        million-row write made of many appends in one transaction grows the process'
+        memory with the rows; committed batch by batch it stays within the engine's
+        memory limit. The staging table has a reserved name that nothing reads (and the
+        BI snapshot is published only after it is gone): make it visible with
+        :meth:`swap_in` inside a transaction, and drop it with :meth:`drop_staged` either
+        way. If the process dies first, :meth:`drop_stale_staging` removes it.
+        """
+        if self._transaction_depth:
+            raise RuntimeError("stage() commits batch by batch: call it outside a transaction")
+        staged = StagedTable(schema, f"{STAGING_PREFIX}{name}__{uuid.uuid4().hex[:12]}", 0)
+        try:
             for batch in batches:
-                self._insert_arrow(name, pa.Table.from_batches([batch]), schema=schema)
-                rows += batch.num_rows
-        return int(rows)
+                if staged.rows == 0:
+                    self.create_table(staged.name, pa.Table.from_batches([batch]), schema=schema)
+                else:
+                    self._insert_arrow(staged.name, pa.Table.from_batches([batch]), schema=schema)
+                staged = dataclasses.replace(staged, rows=staged.rows + batch.num_rows)
+        except BaseException as error:
+            self.drop_staged(staged)
+            if failure := self._write_error(error, "the staged rows were dropped"):
+                raise failure from error
+            raise
+        return staged if staged.rows else None
+
+    def swap_in(self, staged: StagedTable, name: str) -> None:
+        """Replace ``name`` (in the staged table's schema) by the staged table: a drop and
+        a rename, so the swap is quick whatever the size. Call it inside a transaction."""
+        if not self._transaction_depth:
+            raise RuntimeError("swap_in() must run inside a transaction")
+        self.drop_table(name, schema=staged.schema)
+        self._backend.raw_sql(
+            sge.Alter(
+                this=_qualified(staged.name, staged.schema),
+                kind="TABLE",
+                actions=[sge.AlterRename(this=sge.to_identifier(name, quoted=True))],
+            )
+        )
+
+    def drop_staged(self, staged: StagedTable) -> None:
+        """Drop a staging table if it still exists (a no-op after a committed swap)."""
+        with contextlib.suppress(duckdb.Error):
+            self.drop_table(staged.name, schema=staged.schema)
+
+    def drop_stale_staging(self, *, schema: str) -> list[str]:
+        """Drop staging tables a killed process left behind; return their names.
+
+        Only called by a process holding the warehouse's write lock, so none of them can
+        belong to a run in progress.
+        """
+        stale = [t for t in self.list_tables(schema=schema) if t.startswith(STAGING_PREFIX)]
+        for name in stale:
+            self.drop_table(name, schema=schema)
+        return stale
 
     def _insert_arrow(self, name: str, data: pa.Table, *, schema: str) -> None:
         """Insert Arrow rows by registering them with the engine for one INSERT ... SELECT,
@@ -286,9 +372,7 @@ class Warehouse:
         connection = self._backend.con
         connection.register(view, data)
         try:
-            target = sge.Table(
-                this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
-            )
+            target = _qualified(name, schema)
             statement = sge.insert(
                 sge.select(*(sge.column(c, quoted=True) for c in data.column_names)).from_(
                     sge.to_identifier(view, quoted=True)
@@ -308,9 +392,7 @@ class Warehouse:
         The statement is built by sqlglot: identifiers quoted, values as literals, nothing
         formatted into SQL text.
         """
-        table = sge.Table(
-            this=sge.to_identifier(name, quoted=True), db=sge.to_identifier(schema, quoted=True)
-        )
+        table = _qualified(name, schema)
         condition = sge.and_(
             *(
                 sge.column(column, quoted=True).eq(sge.convert(value))

@@ -19,6 +19,7 @@ import pytest
 
 from ml.project import Project
 from ml.registry import ML_SCHEMA
+from ml.warehouse import STAGING_PREFIX
 from ml.workflow import Workspace
 from tests.conftest import copy_dbt_project, make_project, open_warehouse, project_environment
 from tests.e2e.conftest import copy_project as _copy
@@ -67,15 +68,25 @@ def _predictions(project: Project) -> dict[str, Any]:
     return {"rows": table.num_rows, "runs": run_ids}
 
 
+def _staging_tables(project: Project) -> list[str]:
+    with open_warehouse(project, read_only=True) as warehouse:
+        tables = warehouse.list_tables(schema=ML_SCHEMA)
+    return [name for name in tables if name.startswith(STAGING_PREFIX)]
+
+
 def _start_and_kill_mid_stream(
-    project: Project, args: list[str], marker: str, delay: float
+    project: Project, args: list[str], marker: str, delay: float, *, occurrence: int = 1
 ) -> subprocess.Popen[str]:
+    """Start ``ml args`` and SIGKILL it ``delay`` seconds after its output shows ``marker``
+    for the ``occurrence``-th time."""
     process = subprocess.Popen(
         [ML, *args], env=_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert process.stdout is not None
+    seen = 0
     for line in process.stdout:
-        if marker in line:
+        seen += marker in line
+        if seen == occurrence:
             break
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
@@ -88,12 +99,20 @@ def test_sigkill_mid_scoring_leaves_old_or_complete_predictions(big: Project) ->
     assert full["rows"] == 41_188 * BIG_COPIES and len(full["runs"]) == 1
     rng = random.Random(20261203)
     for attempt in range(3):
+        # The second batch is scored once the first is staged (committed, not published).
         process = _start_and_kill_mid_stream(
-            big, ["score", "bank_term_deposit"], "scored ", delay=rng.uniform(0.0, 2.0)
+            big,
+            ["score", "bank_term_deposit"],
+            "scored ",
+            delay=rng.uniform(0.0, 2.0),
+            occurrence=2,
         )
         assert process.returncode == -signal.SIGKILL  # killed mid-stream, not after
         after = _predictions(big)
         assert after == full, f"attempt {attempt}: predictions changed by a killed run"
+        # The killed run's staging table is there; its predecessors' were dropped.
+        assert len(_staging_tables(big)) == 1
+    left_by_the_last_kill = _staging_tables(big)
     # Each run marks its killed predecessor failed before starting; the last one waits.
     statuses = [r["status"] for r in _table(big, "scoring_runs").to_pylist()]
     assert (statuses.count("running"), statuses.count("failed")) == (1, 2)
@@ -105,6 +124,8 @@ def test_sigkill_mid_scoring_leaves_old_or_complete_predictions(big: Project) ->
         check=True,
     )
     assert completed.stdout.count("was interrupted; marked failed") == 1
+    assert f"dropped {left_by_the_last_kill[0]}, staged by a scoring run" in completed.stdout
+    assert _staging_tables(big) == []
     final = _predictions(big)
     assert final["rows"] == full["rows"] and len(final["runs"]) == 1
     assert final["runs"] != full["runs"]
@@ -281,6 +302,7 @@ def test_a_full_disk_is_a_clear_error_and_changes_nothing(big: Project) -> None:
     assert "File too large" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert _predictions(big) == before
+    assert _staging_tables(big) == []
 
 
 def test_a_read_only_warehouse_is_a_clear_error(trained: Project) -> None:

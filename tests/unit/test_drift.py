@@ -6,7 +6,6 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from ml import drift
-from ml.dbt import Target
 from ml.monitor import bin_expression, current_fractions
 from ml.warehouse import Warehouse
 
@@ -15,13 +14,6 @@ def _reference_psi(expected: np.ndarray, actual: np.ndarray) -> float:
     e = np.maximum(expected, drift.EPSILON)
     a = np.maximum(actual, drift.EPSILON)
     return float(np.sum((a - e) * np.log(a / e)))
-
-
-@pytest.fixture
-def warehouse(tmp_path):  # type: ignore[no-untyped-def]
-    target = Target("test", "duckdb", "main", path=tmp_path / "w.duckdb")
-    with Warehouse.open(target, create=True) as opened:
-        yield opened
 
 
 def test_numeric_psi_and_js_equal_numpy_and_scipy() -> None:
