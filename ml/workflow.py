@@ -82,10 +82,14 @@ class Workspace:
                     progress(f"recovered: {note}")
             yield registry
 
-    def publish(self) -> Path:
-        """Publish the read-only BI snapshot of the warehouse; return its path."""
-        with self.warehouse(progress=lambda _: None) as warehouse:
-            warehouse.publish_snapshot(self.project.bi_path)
+    def publish(self, progress: Callable[[str], None] = print) -> Path:
+        """Publish the read-only BI snapshot of the warehouse; return its path.
+
+        Recovery runs first, so a killed run's leftovers (a staging table, a ``running``
+        ledger row) never reach the snapshot, whichever command publishes it.
+        """
+        with self.registry(progress=progress) as registry:
+            registry.warehouse.publish_snapshot(self.project.bi_path)
         return self.project.bi_path
 
     def models(self, names: Sequence[str] | None = None) -> list[MLModel]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -116,16 +117,19 @@ def test_sigkill_mid_scoring_leaves_old_or_complete_predictions(big: Project) ->
     # Each run marks its killed predecessor failed before starting; the last one waits.
     statuses = [r["status"] for r in _table(big, "scoring_runs").to_pylist()]
     assert (statuses.count("running"), statuses.count("failed")) == (1, 2)
-    completed = subprocess.run(
-        [ML, "score", "bank_term_deposit"],
-        env=_env(big),
-        capture_output=True,
-        text=True,
-        check=True,
+    # Any writing command recovers first, so the BI snapshot never shows the leftovers.
+    published = subprocess.run(
+        [ML, "publish"], env=_env(big), capture_output=True, text=True, check=True
     )
-    assert completed.stdout.count("was interrupted; marked failed") == 1
-    assert f"dropped {left_by_the_last_kill[0]}, staged by a scoring run" in completed.stdout
+    assert published.stdout.count("was interrupted; marked failed") == 1
+    assert f"dropped {left_by_the_last_kill[0]}, staged by a scoring run" in published.stdout
     assert _staging_tables(big) == []
+    with duckdb.connect(str(big.bi_path), read_only=True) as snapshot:
+        snapshot_tables = snapshot.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    assert not [name for (name,) in snapshot_tables if name.startswith(STAGING_PREFIX)]
+    subprocess.run(
+        [ML, "score", "bank_term_deposit"], env=_env(big), capture_output=True, check=True
+    )
     final = _predictions(big)
     assert final["rows"] == full["rows"] and len(final["runs"]) == 1
     assert final["runs"] != full["runs"]
