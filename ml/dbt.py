@@ -29,9 +29,10 @@ class Target:
     type: str
     schema: str
     path: Path | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """The engine settings of the output (dbt-duckdb's ``settings``, e.g. ``memory_limit``),
-    applied by the Python layer too, so both sides of the pipeline run under the same limits."""
+    applied by the Python layer too, so both sides of the pipeline run under the same limits.
+    Never shown: settings may hold credentials (``s3_secret_access_key``)."""
 
 
 def _render(value: Any, environ: Mapping[str, str]) -> Any:
@@ -90,7 +91,7 @@ def resolve_target(project: Project, *, environ: Mapping[str, str] | None = None
     if not isinstance(settings, dict):
         raise MLError(
             f"settings of dbt target {name!r} in {profiles_path} must be a mapping, "
-            f"not {settings!r}",
+            f"not a {type(settings).__name__}",
             hint="write them as `settings:` followed by indented `key: value` lines",
         )
     return Target(

@@ -119,7 +119,7 @@ class Warehouse:
                 if isinstance(error, duckdb.ProgrammingError) and target.settings:
                     raise MLError(
                         f"cannot open warehouse {path} with the settings of dbt target "
-                        f"{target.name!r} ({dict(target.settings)}): {error}",
+                        f"{target.name!r} ({', '.join(sorted(target.settings))}): {error}",
                         hint="fix `settings:` of that output in dbt_project/profiles.yml "
                         "(DuckDB configuration options, e.g. memory_limit: 2GB)",
                     ) from error

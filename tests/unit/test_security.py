@@ -74,6 +74,28 @@ def test_a_missing_secret_names_the_variable_not_a_value(project_with_secret: Pa
         resolve_target(Project.at(project_with_secret, environ=environ), environ=environ)
 
 
+def test_a_secret_in_the_engine_settings_is_never_shown(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    dbt_dir = copy_dbt_project(root)
+    profile = (dbt_dir / "profiles.yml").read_text()
+    (dbt_dir / "profiles.yml").write_text(
+        profile.replace(
+            "      settings:\n",
+            "      settings:\n"
+            "        s3_secret_access_key: \"{{ env_var('WAREHOUSE_ML_S3_SECRET') }}\"\n"
+            "        threads: not-a-number\n",
+        )
+    )
+    environ = {"WAREHOUSE_ML_S3_SECRET": SECRET, "WAREHOUSE_ML_DUCKDB_PATH": str(tmp_path / "w")}
+    target = resolve_target(Project.at(root, environ=environ), environ=environ)
+    assert target.settings["s3_secret_access_key"] == SECRET
+    assert SECRET not in repr(target)
+    # An invalid setting beside it: the error names the settings, never their values.
+    with pytest.raises(MLError, match="s3_secret_access_key, threads") as caught:
+        Warehouse.open(target, create=True)
+    assert SECRET not in str(caught.value)
+
+
 def _calls(tree: ast.AST) -> list[str]:
     names = []
     for node in ast.walk(tree):
