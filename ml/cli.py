@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ml import workflow
     from ml.demo_data import JaffleParams
+    from ml.monitor import worst_status
     from ml.project import Project
 
     status = "ok"
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "monitor":
             results = workflow.monitor(workspace, args.names)
-            status = max((r.status for r in results), key=list(EXIT_STATUS).index, default="ok")
+            status = worst_status(r.status for r in results)
         elif args.command == "run":
             summary = workflow.run(
                 workspace,

@@ -8,7 +8,7 @@ the scored data is an Ibis CASE expression, so it runs on whatever engine holds 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from ml.errors import MLError
 from ml.evaluate import predict
 from ml.metrics import METRICS
 from ml.registry import ML_SCHEMA, Registry, now
+from ml.score import SCORING_RUNS, probability_column
 from ml.spec import MLModel, ModelSpec
 from ml.warehouse import Warehouse
 
@@ -77,8 +78,6 @@ RUNS_SCHEMA = pa.schema(
 
 def prediction_column(task: str, classes: list[Any] | None) -> str:
     """The predictions column whose distribution is monitored."""
-    from ml.score import probability_column
-
     if task == "clustering":
         return "cluster"
     if task == "classification" and classes is not None and len(classes) == 2:
@@ -164,7 +163,8 @@ def _status(value: float, warn: float, alert: float) -> str:
     return "alert" if value >= alert else "warn" if value >= warn else "ok"
 
 
-def _worst(statuses: list[str]) -> str:
+def worst_status(statuses: Iterable[str]) -> str:
+    """The most severe of ``ok`` < ``warn`` < ``alert`` (``ok`` when there is none)."""
     return max(statuses, key=STATUS_ORDER.__getitem__, default="ok")
 
 
@@ -241,7 +241,7 @@ def monitor_model(
         for r in latest_performance
         if r["status"] != "ok"
     ]
-    status = _worst([r["status"] for r in drift_rows + latest_performance])
+    status = worst_status([r["status"] for r in drift_rows + latest_performance])
     run_row = {
         "model_name": model.name,
         "model_version": version.version,
@@ -280,8 +280,6 @@ def monitor_model(
 
 
 def _scoring_runs(warehouse: Warehouse, model: MLModel) -> list[dict[str, Any]]:
-    from ml.score import SCORING_RUNS
-
     if not warehouse.has_table(SCORING_RUNS, schema=ML_SCHEMA):
         return []
     runs = warehouse.table(SCORING_RUNS, schema=ML_SCHEMA)
@@ -299,8 +297,6 @@ def _performance(
 ) -> list[dict[str, Any]]:
     """Realised metric per scoring run: its predictions joined, in the warehouse, to the
     outcomes that have arrived; the metric itself is scikit-learn's, on the joined rows."""
-    from ml.score import probability_column
-
     spec = model.spec
     if model.outcomes is None or spec.target is None:
         return []

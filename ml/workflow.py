@@ -18,11 +18,11 @@ from ml.demo_data import JaffleParams
 from ml.errors import MLError
 from ml.load import load_demo_data
 from ml.monitor import (
-    STATUS_ORDER,
     MonitorResult,
     last_monitored_at,
     last_status,
     monitor_model,
+    worst_status,
 )
 from ml.project import Project
 from ml.registry import Registry, now
@@ -369,8 +369,9 @@ def run(
             lines[model.name].append(f"monitoring {result_monitor.status}")
     progress("[5/5] dbt build: what reads the ml tables")
     build(workspace, ["source:ml+"], dbt_vars=dbt_vars)
-    status = max(statuses, key=STATUS_ORDER.__getitem__, default="ok")
-    return RunSummary([f"{name}: {'; '.join(parts)}" for name, parts in lines.items()], status)
+    return RunSummary(
+        [f"{name}: {'; '.join(parts)}" for name, parts in lines.items()], worst_status(statuses)
+    )
 
 
 def models_table(workspace: Workspace, names: Sequence[str] | None = None) -> str:
