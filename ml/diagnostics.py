@@ -361,7 +361,6 @@ def evaluation_tables(
     spec: ModelSpec,
     pipeline: Pipeline,
     data: Dataset,
-    schema: FeatureSchema,
     *,
     key: dict[str, Any],
     progress: Callable[[str], None],
@@ -371,37 +370,36 @@ def evaluation_tables(
     progress("  evaluation: learning curve, feature importance, curves")
     if spec.task == "clustering":
         rows["model_cluster_profiles"] = cluster_profile_rows(
-            pipeline, pd.concat(list(data.frames.values())), schema
+            pipeline, pd.concat(list(data.frames.values())), data.schema
         )
         return {name: _table(name, r, key) for name, r in rows.items() if r}
     rows["model_learning_curve"] = learning_curve_rows(spec, pipeline, data)
     rows["model_feature_importance"] = importance_rows(spec, pipeline, data)
+    predictions = {split: predict(pipeline, x) for split, x in data.frames.items()}
+    classes = getattr(pipeline, "classes_", None)
     threshold: tuple[str, float] | None = None
-    for split, x in data.frames.items():
+    if classes is not None and len(classes) == 2:
+        # Chosen on validation, then applied to every split.
+        valid_y, (_, valid_proba) = data.targets["valid"], predictions["valid"]
+        assert valid_y is not None and valid_proba is not None
+        threshold = choose_threshold(spec, valid_y, valid_proba[:, 1], classes[1])
+    for split, (predicted, proba) in predictions.items():
         y = data.targets[split]
         assert y is not None
-        predicted, proba = predict(pipeline, x)
         if spec.task == "regression":
             rows["model_residuals"] += [{"split": split, **r} for r in residual_rows(y, predicted)]
             rows["model_prediction_bins"] += [
                 {"split": split, **r} for r in prediction_bin_rows(y, predicted)
             ]
             continue
-        assert proba is not None
-        classes = pipeline.classes_
+        assert proba is not None and classes is not None
         rows["model_confusion_matrix"] += [
             {"split": split, **r}
             for r in confusion(
                 y, predicted, classes, kind="default", threshold=0.5 if len(classes) == 2 else None
             )
         ]
-        if len(classes) == 2:
-            if threshold is None:
-                valid_y = data.targets["valid"]
-                assert valid_y is not None
-                _, valid_proba = predict(pipeline, data.frames["valid"])
-                assert valid_proba is not None
-                threshold = choose_threshold(spec, valid_y, valid_proba[:, 1], classes[1])
+        if threshold is not None:
             kind, cut = threshold
             chosen = np.where(proba[:, 1] >= cut, classes[1], classes[0])
             rows["model_confusion_matrix"] += [

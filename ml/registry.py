@@ -214,6 +214,14 @@ class Registry:
     def metrics(self, model_name: str, version: int) -> list[dict[str, Any]]:
         return [r for r in self._rows(METRICS, model_name) if r["model_version"] == version]
 
+    def test_metrics(self, model_name: str, version: int) -> dict[str, float]:
+        """Every metric of a version on its test split, by name."""
+        return {
+            m["metric"]: m["value"]
+            for m in self.metrics(model_name, version)
+            if m["split"] == "test"
+        }
+
     def model_names(self) -> list[str]:
         if not self.warehouse.has_table(VERSIONS, schema=ML_SCHEMA):
             return []

@@ -374,17 +374,17 @@ def render(
             )
         metric_rows.append(cells)
     comparison = _comparison(registry, model_name, version)
+    curves, confusion = rows("model_curves"), rows("model_confusion_matrix")
+    monitoring_runs = registry.evaluation("monitoring_runs", model_name)
     figures = [
-        roc_plot(rows("model_curves")),
-        pr_plot(rows("model_curves")),
-        confusion_plot(rows("model_confusion_matrix"), "default"),
+        roc_plot(curves),
+        pr_plot(curves),
+        confusion_plot(confusion, "default"),
         *[
-            confusion_plot(rows("model_confusion_matrix"), kind)
-            for kind in sorted(
-                {r["threshold_kind"] for r in rows("model_confusion_matrix")} - {"default"}
-            )
+            confusion_plot(confusion, kind)
+            for kind in sorted({r["threshold_kind"] for r in confusion} - {"default"})
         ],
-        calibration_plot(rows("model_curves")),
+        calibration_plot(curves),
         learning_curve_plot(rows("model_learning_curve")),
         importance_plot(rows("model_feature_importance")),
         search_plot(rows("model_search_trials")),
@@ -392,12 +392,11 @@ def render(
         cluster_plot(rows("model_cluster_profiles")),
         drift_plot(
             registry.evaluation("monitoring_drift", model_name),
-            registry.evaluation("monitoring_runs", model_name),
+            monitoring_runs,
             spec.get("monitor") or MonitorSpec().model_dump(),
         ),
         performance_plot(
-            registry.evaluation("monitoring_performance", model_name),
-            registry.evaluation("monitoring_runs", model_name),
+            registry.evaluation("monitoring_performance", model_name), monitoring_runs
         ),
     ]
     images = "".join(
@@ -409,27 +408,12 @@ def render(
     residuals = rows("model_residuals")
     residual_html = ""
     if residuals:
-        statistics = sorted({r["statistic"] for r in residuals})
+        value = {(r["statistic"], r["split"]): r["value"] for r in residuals}
         residual_html = "<h2>Residuals (actual - predicted)</h2>" + _table(
             ["statistic", "train", "valid", "test"],
             [
-                [
-                    s,
-                    *[
-                        _number(
-                            next(
-                                (
-                                    r["value"]
-                                    for r in residuals
-                                    if r["statistic"] == s and r["split"] == split
-                                ),
-                                None,
-                            )
-                        )
-                        for split in ("train", "valid", "test")
-                    ],
-                ]
-                for s in statistics
+                [s, *[_number(value.get((s, split))) for split in ("train", "valid", "test")]]
+                for s in sorted({r["statistic"] for r in residuals})
             ],
         )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -468,16 +452,8 @@ def _comparison(registry: Registry, model_name: str, version: ModelVersion) -> s
     if not earlier:
         return ""
     previous = registry.version(model_name, earlier[-1])
-    mine = {
-        m["metric"]: m["value"]
-        for m in registry.metrics(model_name, version.version)
-        if m["split"] == "test"
-    }
-    theirs = {
-        m["metric"]: m["value"]
-        for m in registry.metrics(model_name, previous.version)
-        if m["split"] == "test"
-    }
+    mine = registry.test_metrics(model_name, version.version)
+    theirs = registry.test_metrics(model_name, previous.version)
     body = []
     for name in sorted(set(mine) & set(theirs)):
         if name.startswith("size_"):

@@ -244,7 +244,7 @@ def parse_spec(exposure_name: str, raw: Any) -> ModelSpec:
         ) from None
 
 
-def ref_name(value: str, *, exposure: str, key: str) -> str:
+def _ref_name(value: str, *, exposure: str, key: str) -> str:
     match = _REF.match(value)
     if not match:
         raise MLError(
@@ -278,6 +278,14 @@ def _relation(
     )
 
 
+def _ref_relation(
+    manifest: dict[str, Any], value: str, *, exposure: str, key: str, depends_on: list[str]
+) -> Relation:
+    """The relation a ``ref('model')`` value of spec key ``key`` points to."""
+    model = _ref_name(value, exposure=exposure, key=key)
+    return _relation(manifest, model, exposure=exposure, key=key, depends_on=depends_on)
+
+
 def _meta(exposure: dict[str, Any]) -> dict[str, Any]:
     config_meta = (exposure.get("config") or {}).get("meta") or {}
     return {**(exposure.get("meta") or {}), **config_meta}
@@ -299,7 +307,7 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
         spec = parse_spec(name, meta["ml"])
         depends_on = list(exposure.get("depends_on", {}).get("nodes", []))
         if spec.relation is not None:
-            training_model = ref_name(spec.relation, exposure=name, key="relation")
+            training_model = _ref_name(spec.relation, exposure=name, key="relation")
         else:
             refs = [uid for uid in depends_on if uid.startswith("model.")]
             if len(refs) != 1:
@@ -314,18 +322,18 @@ def models_from_manifest(manifest: dict[str, Any]) -> dict[str, MLModel]:
         )
         scoring = training
         if spec.score.relation is not None:
-            scoring_model = ref_name(spec.score.relation, exposure=name, key="score.relation")
-            scoring = _relation(
-                manifest, scoring_model, exposure=name, key="score.relation", depends_on=depends_on
+            scoring = _ref_relation(
+                manifest,
+                spec.score.relation,
+                exposure=name,
+                key="score.relation",
+                depends_on=depends_on,
             )
         outcomes = None
         if spec.monitor.outcomes is not None:
-            outcome_model = ref_name(
-                spec.monitor.outcomes.relation, exposure=name, key="monitor.outcomes.relation"
-            )
-            outcomes = _relation(
+            outcomes = _ref_relation(
                 manifest,
-                outcome_model,
+                spec.monitor.outcomes.relation,
                 exposure=name,
                 key="monitor.outcomes.relation",
                 depends_on=depends_on,

@@ -435,9 +435,8 @@ def train_model(
     table, data = read_dataset(warehouse, model)
     fingerprint = training_fingerprint(model, data.fingerprint)
     champion = registry.champion(model.name)
-    same = [
-        v for v in registry.versions(model.name) if v.row.get("training_fingerprint") == fingerprint
-    ]
+    versions = registry.versions(model.name)
+    same = [v for v in versions if v.row.get("training_fingerprint") == fingerprint]
     if not force and champion is not None and same:
         # An identical run would give an identical model: keep what is there.
         if same[-1].version == champion.version:
@@ -461,15 +460,8 @@ def train_model(
     chosen = outcome.chosen
     reason, status_message = _champion_decision(registry, model, data, outcome)
     version = registry.next_version(model.name)
-    evaluation = evaluation_tables(
-        spec,
-        chosen.pipeline,
-        data,
-        data.schema,
-        key={"model_name": model.name, "model_version": version},
-        progress=progress,
-    )
     key = {"model_name": model.name, "model_version": version}
+    evaluation = evaluation_tables(spec, chosen.pipeline, data, key=key, progress=progress)
     evaluation[REFERENCE] = reference_table(spec, chosen.pipeline, data, key)
     test = outcome.metrics["test"]
     classes = getattr(chosen.pipeline, "classes_", None)
@@ -500,16 +492,9 @@ def train_model(
         "feature_sql_checksum": model.feature_sql_checksum,
         "trigger": trigger,
     }
-    versions = registry.versions(model.name)
     previous = versions[-1] if versions else None
     previous_metrics = (
-        {}
-        if previous is None
-        else {
-            m["metric"]: m["value"]
-            for m in registry.metrics(model.name, previous.version)
-            if m["split"] == "test"
-        }
+        {} if previous is None else registry.test_metrics(model.name, previous.version)
     )
     row["changes"] = json.dumps(
         describe_changes(previous, previous_metrics, row, test), sort_keys=True

@@ -25,7 +25,7 @@ from ml.monitor import (
     worst_status,
 )
 from ml.project import Project
-from ml.registry import Registry, now
+from ml.registry import ML_SCHEMA, Registry, now
 from ml.report import write_report
 from ml.score import recover_interrupted_runs, score_model
 from ml.spec import MLModel, models_from_manifest, select_models
@@ -464,7 +464,7 @@ def demo_summary(workspace: Workspace, models: list[MLModel]) -> list[str]:
             metric = row["metric"]
             baseline = row["baseline_test_score"]
             versus = "" if baseline is None else f" (baseline {baseline:.4f})"
-            predictions = registry.warehouse.table(model.predictions_table, schema="ml")
+            predictions = registry.warehouse.table(model.predictions_table, schema=ML_SCHEMA)
             count = registry.warehouse.count(predictions)
             params = json.loads(row["params"])
             lines.append(
@@ -539,19 +539,18 @@ def demo(
     models = workspace.models()
     train(workspace, None, progress)
     with workspace.registry(read_only=True, progress=progress) as registry:
-        fresh = [
-            m
-            for m in models
-            if last_monitored_at(registry.warehouse, m.name) is None
-            or last_monitored_at(registry.warehouse, m.name)
-            < registry.versions(m.name)[-1].row["created_at"]
-        ]
+        fresh = []
+        for m in models:
+            monitored_at = last_monitored_at(registry.warehouse, m.name)
+            trained_at = registry.versions(m.name)[-1].row["created_at"]
+            if monitored_at is None or monitored_at < trained_at:
+                fresh.append(m)
     replay(workspace, fresh, progress=progress)
     # The demo shows alerts; acting on them is `ml run`'s job (and the tests').
     summary = run(workspace, retrain_on_alert=False, progress=progress)
     paths = report(workspace, [m.name for m in models], progress=progress)
     return [
         *demo_summary(workspace, models),
-        *[f"{line}" for line in summary.lines],
+        *summary.lines,
         *[f"report: {path}" for path in paths],
     ]

@@ -179,22 +179,18 @@ def _assert_rows_have_artefacts(project: Project, *, exact: bool = False) -> Non
 
 def test_two_concurrent_scoring_runs_take_turns_and_never_interleave(big: Project) -> None:
     succeeded_before = _succeeded_runs(big)
-    first = subprocess.Popen(
-        [ML, "score", "bank_term_deposit"],
-        env=_env(big),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    second = subprocess.Popen(
-        [ML, "score", "bank_term_deposit"],
-        env=_env(big),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
+    processes = [
+        subprocess.Popen(
+            [ML, "score", "bank_term_deposit"],
+            env=_env(big),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
     assert any("waiting up to" in out for out in outputs)  # one waited for the other
     final = _predictions(big)
     assert final["rows"] == 41_188 * BIG_COPIES and len(final["runs"]) == 1
