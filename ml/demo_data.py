@@ -161,7 +161,8 @@ def read_bank_marketing(directory: Path, *, expected_md5: str = BANK_MARKETING_M
         raise MLError(
             f"bank marketing data {path} has md5 {actual}, expected {expected_md5}; "
             "the file is corrupt or not the UCI release",
-            hint="restore the original bank-additional-full.csv (see shared/datasets/README.md)",
+            hint="restore the original bank-additional-full.csv (see "
+            "ml/datasets/bank_marketing/README.md), or unset WAREHOUSE_ML_BANK_DIR",
         )
     table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=";"))
     row_numbers = pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64))

@@ -13,6 +13,8 @@ PROJECT_DIR_ENV = "WAREHOUSE_ML_PROJECT_DIR"
 DUCKDB_PATH_ENV = "WAREHOUSE_ML_DUCKDB_PATH"
 TARGET_ENV = "WAREHOUSE_ML_TARGET"
 BANK_DIR_ENV = "WAREHOUSE_ML_BANK_DIR"
+#: The UCI Bank Marketing copy shipped with the package (see its README for the licence).
+PACKAGED_BANK_DIR = Path(__file__).parent / "datasets" / "bank_marketing"
 ARTIFACTS_DIR_ENV = "WAREHOUSE_ML_ARTIFACTS_DIR"
 BI_PATH_ENV = "WAREHOUSE_ML_BI_PATH"
 DBT_TARGET_DIR_ENV = "WAREHOUSE_ML_DBT_TARGET_DIR"
@@ -89,9 +91,7 @@ class Project:
             # dbt resolves a relative path from dbt_project/, so we do too.
             duckdb_path = (root / "dbt_project" / duckdb_path).resolve()
         artifacts_dir = Path(env.get(ARTIFACTS_DIR_ENV, duckdb_path.parent / "artifacts"))
-        bank_dir = Path(
-            env.get(BANK_DIR_ENV, root.parent / "shared" / "datasets" / "bank-marketing")
-        )
+        bank_dir = Path(env.get(BANK_DIR_ENV, PACKAGED_BANK_DIR))
         bi_path = Path(env.get(BI_PATH_ENV, duckdb_path.parent / "bi" / duckdb_path.name))
         dbt_target_dir = Path(env.get(DBT_TARGET_DIR_ENV, root / "dbt_project" / "target"))
         return cls(
